@@ -1,0 +1,232 @@
+"""The HTTP blueprint: HttpRequest → service → HttpResponse. It only translates.
+
+Every response carries ``request-id`` and ``client-request-id``; every error is Graph's
+envelope (see ``errors.py`` for the status/code table). Header parsing order for an upload:
+Content-Type (415) → body size (413) → If-Match present (428) → Content-Range (400) →
+body length (400) → Content-MD5 (400) → then the service (404, 412, 416, 2xx).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import azure.functions as func
+
+from uploadsession.errors import (
+    ApiError,
+    ConfigError,
+    InvalidRequest,
+    PayloadTooLarge,
+    PreconditionRequired,
+    UnsupportedMediaType,
+)
+from uploadsession.models import CreateRequest, DocumentKey, SegmentUpload, render
+from uploadsession.runtime import Runtime, get_runtime
+
+if TYPE_CHECKING:
+    from uploadsession.auth import Principal
+
+log = logging.getLogger(__name__)
+
+SESSION_ROUTE = "print/printers/{printerId}/jobs/{jobId}/documents/{documentId}/uploadSession"
+VALUE_ROUTE = SESSION_ROUTE + "/$value"
+
+_CONTENT_RANGE = re.compile(r"^bytes[ =](\d{1,19})-(\d{1,19})/(\d{1,19})$")
+_CLIENT_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def error_body(error: ApiError, request_id: str, client_request_id: str) -> bytes:
+    envelope = {
+        "error": {
+            "code": error.code,
+            "message": error.message,
+            "innerError": {
+                "date": _now_text(),
+                "request-id": request_id,
+                "client-request-id": client_request_id,
+            },
+        }
+    }
+    return json.dumps(envelope).encode()
+
+
+def _respond(req: func.HttpRequest, action: Handler) -> func.HttpResponse:
+    """Run ``action``; map every failure to the envelope; add the id headers."""
+    request_id = str(uuid.uuid4())
+    client_request_id = req.headers.get("client-request-id", "")
+    if not _CLIENT_REQUEST_ID.fullmatch(client_request_id):
+        client_request_id = request_id
+    try:
+        response = action(req)
+    except ApiError as exc:
+        response = _error(exc, request_id, client_request_id)
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        response = _error(
+            ApiError(f"The service is misconfigured: {exc}"), request_id, client_request_id
+        )
+    except Exception:
+        log.exception("unhandled error (request-id %s)", request_id)
+        response = _error(
+            ApiError("An unexpected error occurred"), request_id, client_request_id
+        )
+    response.headers["request-id"] = request_id
+    response.headers["client-request-id"] = client_request_id
+    return response
+
+
+def _error(error: ApiError, request_id: str, client_request_id: str) -> func.HttpResponse:
+    return func.HttpResponse(
+        error_body(error, request_id, client_request_id),
+        status_code=error.status,
+        headers=error.headers(),
+        mimetype="application/json",
+    )
+
+
+def _session_response(session_body: bytes, etag: str, status: int) -> func.HttpResponse:
+    return func.HttpResponse(
+        session_body,
+        status_code=status,
+        headers={"ETag": etag, "Cache-Control": "private, no-cache"},
+        mimetype="application/json",
+    )
+
+
+def _principal_and_key(req: func.HttpRequest) -> tuple[Runtime, Principal, DocumentKey]:
+    runtime = get_runtime()
+    principal = runtime.validator.validate(req.headers.get("Authorization"))
+    params = req.route_params
+    key = DocumentKey.parse(
+        principal.tenant_id,
+        params.get("printerId", ""),
+        params.get("jobId", ""),
+        params.get("documentId", ""),
+    )
+    return runtime, principal, key
+
+
+def _tags(header: str | None) -> tuple[str, ...]:
+    if header is None:
+        return ()
+    return tuple(t.strip() for t in header.split(",") if t.strip())
+
+
+# -- GET / PUT / DELETE {S} --------------------------------------------------------------
+
+
+def _get(req: func.HttpRequest) -> func.HttpResponse:
+    runtime, principal, key = _principal_and_key(req)
+    body, etag = render(runtime.service.get(principal, key))
+    wanted = {t.removeprefix("W/") for t in _tags(req.headers.get("If-None-Match"))}
+    if "*" in wanted or etag in wanted:
+        return func.HttpResponse(status_code=304, headers={"ETag": etag})
+    return _session_response(body, etag, 200)
+
+
+def _put(req: func.HttpRequest) -> func.HttpResponse:
+    runtime, principal, key = _principal_and_key(req)
+    request = CreateRequest.parse(
+        req.get_body(), max_document_bytes=runtime.settings.max_document_bytes
+    )
+    body, etag = render(runtime.service.create(principal, key, request))
+    return _session_response(body, etag, 200)
+
+
+def _delete(req: func.HttpRequest) -> func.HttpResponse:
+    runtime, principal, key = _principal_and_key(req)
+    runtime.service.delete(principal, key)
+    return func.HttpResponse(status_code=204)
+
+
+# -- POST {S}/$value ---------------------------------------------------------------------
+
+
+def parse_segment(req: func.HttpRequest, max_segment_bytes: int) -> SegmentUpload:
+    """Translate the upload's headers and body; raise the documented 4xx."""
+    headers = req.headers
+    media_type = headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if media_type != "application/octet-stream":
+        raise UnsupportedMediaType("Content-Type must be application/octet-stream")
+    data = req.get_body()
+    if len(data) > max_segment_bytes:
+        raise PayloadTooLarge(f"A segment may be at most {max_segment_bytes} bytes")
+    if_match = _tags(headers.get("If-Match"))
+    if not if_match:
+        raise PreconditionRequired(
+            "If-Match is required: the session id, the session's ETag, or *"
+        )
+    match = _CONTENT_RANGE.fullmatch(headers.get("Content-Range", "").strip())
+    if match is None:
+        raise InvalidRequest("Content-Range must be 'bytes {start}-{end}/{size}'")
+    start, end, total = (int(g) for g in match.groups())
+    if start > end:
+        raise InvalidRequest("Content-Range end must not be before its start")
+    if end - start + 1 > max_segment_bytes:
+        raise PayloadTooLarge(f"A segment may be at most {max_segment_bytes} bytes")
+    if len(data) != end - start + 1:
+        raise InvalidRequest(
+            f"The body has {len(data)} bytes but Content-Range names {end - start + 1}"
+        )
+    md5 = hashlib.md5(data, usedforsecurity=False).digest()
+    claimed = headers.get("Content-MD5")
+    if claimed is not None:
+        try:
+            expected = base64.b64decode(claimed.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest("Content-MD5 must be the base64 MD5 of the body") from None
+        if expected != md5:
+            raise InvalidRequest("Content-MD5 does not match the body; nothing was stored")
+    return SegmentUpload(start, end, total, data, md5, if_match)
+
+
+def _post(req: func.HttpRequest) -> func.HttpResponse:
+    runtime, principal, key = _principal_and_key(req)
+    upload = parse_segment(req, runtime.settings.max_segment_bytes)
+    result = runtime.service.upload(principal, key, upload)
+    body, etag = render(result.session)
+    return _session_response(body, etag, 201 if result.complete else 202)
+
+
+# -- registration ------------------------------------------------------------------------
+
+
+@bp.function_name("get_upload_session")
+@bp.route(route=SESSION_ROUTE, methods=["GET"])
+def get_upload_session(req: func.HttpRequest) -> func.HttpResponse:
+    return _respond(req, _get)
+
+
+@bp.function_name("create_upload_session")
+@bp.route(route=SESSION_ROUTE, methods=["PUT"])
+def create_upload_session(req: func.HttpRequest) -> func.HttpResponse:
+    return _respond(req, _put)
+
+
+@bp.function_name("delete_upload_session")
+@bp.route(route=SESSION_ROUTE, methods=["DELETE"])
+def delete_upload_session(req: func.HttpRequest) -> func.HttpResponse:
+    return _respond(req, _delete)
+
+
+@bp.function_name("upload_segment")
+@bp.route(route=VALUE_ROUTE, methods=["POST"])
+def upload_segment(req: func.HttpRequest) -> func.HttpResponse:
+    return _respond(req, _post)

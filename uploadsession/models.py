@@ -1,0 +1,222 @@
+"""Domain and wire models: identifiers, the session, its Graph JSON and its ETag.
+
+Plain dataclasses and explicit validation rather than pydantic: the request body has three
+fields, and keeping pydantic out of the import graph keeps the cold start short (the
+Functions host imports ``function_app.py`` on every cold start).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from uploadsession.errors import InvalidRequest
+from uploadsession.ranges import Range, find_overlap, missing_ranges
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_CONTENT_TYPE = re.compile(rf"^{_TOKEN}/{_TOKEN}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+ACTIVE = "active"
+COMMITTED = "committed"
+
+
+def is_guid(value: str) -> bool:
+    return bool(_GUID.fullmatch(value))
+
+
+@dataclass(frozen=True)
+class DocumentKey:
+    """Validated identifiers of one document; the tenant is part of every storage key."""
+
+    tenant_id: str
+    printer_id: str
+    job_id: str
+    document_id: str
+
+    @classmethod
+    def parse(cls, tenant_id: str, printer_id: str, job_id: str, document_id: str) -> DocumentKey:
+        """Validate route values; raise InvalidRequest naming the bad one."""
+        if not isinstance(printer_id, str) or not _GUID.fullmatch(printer_id):
+            raise InvalidRequest("printerId must be a GUID")
+        if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+            raise InvalidRequest("jobId must be 1-64 characters of A-Z, a-z, 0-9 and '-'")
+        if not isinstance(document_id, str) or not _GUID.fullmatch(document_id):
+            raise InvalidRequest("documentId must be a GUID")
+        if not _GUID.fullmatch(tenant_id):
+            raise InvalidRequest("tenant id must be a GUID")
+        return cls(tenant_id.lower(), printer_id.lower(), job_id, document_id.lower())
+
+    @property
+    def blob_name(self) -> str:
+        return f"{self.tenant_id}/{self.printer_id}/{self.job_id}/{self.document_id}"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One accepted byte range and the MD5 of its bytes (to recognise an identical retry)."""
+
+    start: int
+    end: int
+    md5: bytes
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def block_id(self) -> str:
+        """Blob block id: fixed length (Blob Storage requires one length per blob),
+        unique per (range, bytes), so a retried segment restages the same block."""
+        raw = f"{self.start:012x}{self.end:012x}{self.md5.hex()}".encode("ascii")
+        return base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True)
+class SegmentUpload:
+    """One POST ``$value``, already parsed from its headers."""
+
+    start: int
+    end: int
+    total: int
+    data: bytes | memoryview
+    md5: bytes
+    if_match: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    size: int
+    content_type: str
+    document_name: str
+
+    @classmethod
+    def parse(cls, body: bytes, *, max_document_bytes: int) -> CreateRequest:
+        """Parse the PUT body; raise InvalidRequest naming the offending field."""
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("The request body must be a JSON object") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest("The request body must be a JSON object")
+        unknown = sorted(set(data) - {"size", "contentType", "documentName"})
+        if unknown:
+            raise InvalidRequest(f"Unknown property '{unknown[0]}'")
+        size = data.get("size")
+        if size is None:
+            raise InvalidRequest("'size' is required")
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise InvalidRequest("'size' must be an integer")
+        if not 1 <= size <= max_document_bytes:
+            raise InvalidRequest(f"'size' must be between 1 and {max_document_bytes}")
+        content_type = data.get("contentType")
+        if content_type is None:
+            raise InvalidRequest("'contentType' is required")
+        if not isinstance(content_type, str) or len(content_type) > 255:
+            raise InvalidRequest("'contentType' must be a string of at most 255 characters")
+        if not _CONTENT_TYPE.fullmatch(content_type):
+            raise InvalidRequest("'contentType' must be a media type 'type/subtype'")
+        name = data.get("documentName")
+        if name is None:
+            raise InvalidRequest("'documentName' is required")
+        if not isinstance(name, str) or not 1 <= len(name) <= 255:
+            raise InvalidRequest("'documentName' must be a string of 1-255 characters")
+        if _CONTROL.search(name):
+            raise InvalidRequest("'documentName' must not contain control characters")
+        return cls(size=size, content_type=content_type, document_name=name)
+
+
+@dataclass(frozen=True)
+class Session:
+    """An upload session as stored. ``segments`` are sorted by start and disjoint.
+
+    ``storage_etag`` is the store's optimistic-concurrency tag (not the HTTP ETag).
+    """
+
+    key: DocumentKey
+    id: str
+    size: int
+    content_type: str
+    document_name: str
+    app_id: str
+    user_id: str | None
+    created: datetime
+    expires: datetime
+    segments: tuple[Segment, ...] = ()
+    status: str = ACTIVE
+    storage_etag: str | None = field(default=None, compare=False)
+
+    @property
+    def received(self) -> list[Range]:
+        return [(s.start, s.end) for s in self.segments]
+
+    @property
+    def missing(self) -> list[Range]:
+        return missing_ranges(self.size, self.received)
+
+    @property
+    def complete(self) -> bool:
+        return sum(s.length for s in self.segments) == self.size
+
+    def expired(self, now: datetime) -> bool:
+        return now >= self.expires
+
+    def overlapping(self, start: int, end: int) -> Segment | None:
+        i = find_overlap(self.received, start, end)
+        return None if i is None else self.segments[i]
+
+    def with_segment(self, segment: Segment, expires: datetime) -> Session:
+        """A copy with ``segment`` added in order (the caller checked it does not overlap)."""
+        segments = sorted((*self.segments, segment), key=lambda s: s.start)
+        return replace(self, segments=tuple(segments), expires=expires)
+
+    def same_creator(self, app_id: str, user_id: str | None) -> bool:
+        return self.app_id == app_id and self.user_id == user_id
+
+    def same_request(self, request: CreateRequest) -> bool:
+        return (self.size, self.content_type, self.document_name) == (
+            request.size,
+            request.content_type,
+            request.document_name,
+        )
+
+
+def format_datetime(value: datetime) -> str:
+    """UTC with milliseconds and ``Z``, as Graph writes ``expiryDateTime``."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    """Graph's printUploadSession representation, in the seed's property order."""
+    created_by: dict[str, Any] = {"application": {"id": session.app_id}}
+    if session.user_id is not None:
+        created_by["user"] = {"id": session.user_id}
+    ranges = [{"start": str(s), "end": str(e)} for s, e in session.missing]
+    return {
+        "id": session.id,
+        "size": session.size,
+        "contentType": session.content_type,
+        "documentName": session.document_name,
+        "expiryDateTime": format_datetime(session.expires),
+        "createdBy": created_by,
+        "missingRanges": ranges,
+        "nextExpectedRanges": ranges,
+    }
+
+
+def render(session: Session) -> tuple[bytes, str]:
+    """The JSON body and its strong ETag (a hash of exactly those bytes)."""
+    body = json.dumps(session_json(session), separators=(",", ":"), ensure_ascii=False).encode()
+    return body, etag_of(body)
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'

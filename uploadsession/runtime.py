@@ -1,0 +1,66 @@
+"""The composition root: builds the validator, store and service once per process.
+
+Nothing is built at import time (the Functions host imports ``function_app.py`` to index
+it); the first request builds everything from the settings and later requests reuse it,
+so storage connections and the JWKS cache live across invocations.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from uploadsession.auth import TokenValidator
+    from uploadsession.config import Settings
+    from uploadsession.service import UploadSessionService
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    validator: TokenValidator
+    service: UploadSessionService
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    from uploadsession.auth import TokenValidator
+    from uploadsession.jwks import JwksCache
+    from uploadsession.service import UploadSessionService
+    from uploadsession.store import AzureStorage
+
+    validator = TokenValidator(
+        settings.auth_audiences,
+        JwksCache(settings.jwks_uri),
+        clock_skew_seconds=settings.clock_skew_seconds,
+    )
+    service = UploadSessionService(
+        AzureStorage(settings.storage),
+        ttl_seconds=settings.session_ttl_seconds,
+        max_document_bytes=settings.max_document_bytes,
+    )
+    return Runtime(settings, validator, service)
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime, built on first use from the environment's settings."""
+    global _runtime
+    if _runtime is None:
+        with _lock:
+            if _runtime is None:
+                from uploadsession.config import get_settings
+
+                _runtime = build_runtime(get_settings())
+    return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Install a runtime (tests, the CLI); None forgets it so the next use rebuilds."""
+    global _runtime
+    with _lock:
+        _runtime = runtime

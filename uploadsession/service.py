@@ -1,0 +1,322 @@
+"""Use cases: create, get, upload a segment, delete, purge. No HTTP, no Azure SDK.
+
+Upload protocol (why a 2xx means the bytes are durable, and why a crash is repairable):
+
+1. read the session (one point read) and check If-Match, size and overlap;
+2. stage the segment as a blob block whose id encodes (start, end, md5) — restaging the
+   same segment rewrites the same block, so a retry is harmless;
+3. record the segment with an ETag-conditional replace; a lost race re-reads and re-checks
+   (bounded, with jitter), so parallel segments are never lost or double counted;
+4. the write that records the last missing byte commits the recorded blocks in offset
+   order and marks the session committed.
+
+A crash after 2 leaves an unrecorded block: the client's retry restages and records it. A
+crash after 3 (complete but uncommitted) is finished by the retry of any accepted segment,
+which sees an identical segment and commits. If a commit finds recorded blocks missing
+(discarded by a purge race, or garbage collected), the missing segments are un-recorded so
+``missingRanges`` asks for them again — never a committed document with wrong bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+from uploadsession.auth import Operation, Principal, authorize, sees_all
+from uploadsession.errors import (
+    AccessDenied,
+    ConcurrencyConflict,
+    Conflict,
+    EntityExists,
+    InvalidRange,
+    InvalidRequest,
+    ItemNotFound,
+    PreconditionFailed,
+    ServiceUnavailable,
+)
+from uploadsession.models import (
+    ACTIVE,
+    COMMITTED,
+    CreateRequest,
+    DocumentKey,
+    Segment,
+    SegmentUpload,
+    Session,
+    render,
+)
+from uploadsession.store import MissingBlocks, Storage
+
+log = logging.getLogger(__name__)
+
+#: Blob Storage commits at most 50,000 blocks; the table entity (1 MiB) holds ~37,000 segment
+#: records. 20,000 keeps a margin and still allows 1 GiB in 52 KiB segments.
+MAX_SEGMENTS = 20_000
+MAX_WRITE_ATTEMPTS = 12
+#: How long an observed active subscription is trusted before it is read again.
+SUBSCRIPTION_CACHE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    session: Session
+    #: True when the document is whole and committed (HTTP 201), else 202.
+    complete: bool
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    sessions: int
+    staged_discarded: int
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UploadSessionService:
+    """The printUploadSession use cases over a :class:`~uploadsession.store.Storage`."""
+
+    def __init__(
+        self,
+        store: Storage,
+        *,
+        ttl_seconds: int,
+        max_document_bytes: int,
+        clock: Callable[[], datetime] = _utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self.store = store
+        self.ttl = timedelta(seconds=ttl_seconds)
+        self.max_document_bytes = max_document_bytes
+        self._clock = clock
+        self._sleep = sleep
+        self._new_id = new_id
+        self._active_tenants: dict[str, float] = {}
+        self._lock = threading.Lock()
+        #: ETag-conditional writes that lost a race and were retried (observable in tests).
+        self.write_conflicts = 0
+
+    # -- access --------------------------------------------------------------------------
+
+    def _admit(self, principal: Principal, operation: Operation) -> None:
+        authorize(principal, operation)
+        until = self._active_tenants.get(principal.tenant_id)
+        if until is not None and until > time.monotonic():
+            return
+        subscription = self.store.get_subscription(principal.tenant_id)
+        if subscription is None or not subscription.active:
+            raise AccessDenied(
+                "The tenant does not have an active Universal Print subscription"
+            )
+        self._active_tenants[principal.tenant_id] = time.monotonic() + SUBSCRIPTION_CACHE_SECONDS
+
+    @staticmethod
+    def _is_creator(principal: Principal, session: Session) -> bool:
+        if principal.delegated:
+            return session.user_id is not None and session.user_id == principal.user_id
+        return session.user_id is None and session.app_id == principal.app_id
+
+    def _load_visible(self, principal: Principal, key: DocumentKey, op: Operation) -> Session:
+        """The live session the caller may see; otherwise 404, as if absent."""
+        session = self.store.get_session(key)
+        if session is None or session.expired(self._clock()):
+            raise ItemNotFound("The upload session does not exist or has expired")
+        if not (sees_all(principal, op) or self._is_creator(principal, session)):
+            raise ItemNotFound("The upload session does not exist or has expired")
+        return session
+
+    def _backoff(self, attempt: int) -> None:
+        with self._lock:
+            self.write_conflicts += 1
+        self._sleep(random.uniform(0, min(0.25, 0.005 * 2**attempt)))
+
+    # -- use cases -----------------------------------------------------------------------
+
+    def get(self, principal: Principal, key: DocumentKey) -> Session:
+        self._admit(principal, Operation.READ)
+        return self._load_visible(principal, key, Operation.READ)
+
+    def create(self, principal: Principal, key: DocumentKey, request: CreateRequest) -> Session:
+        """Create the document's session; the same creator repeating the same body gets the
+        existing session (idempotent retry); anything else while one exists → 409."""
+        self._admit(principal, Operation.WRITE)
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            now = self._clock()
+            existing = self.store.get_session(key)
+            if existing is not None and not existing.expired(now):
+                if (
+                    existing.status == ACTIVE
+                    and self._is_creator(principal, existing)
+                    and existing.same_request(request)
+                ):
+                    return existing
+                if existing.status == COMMITTED:
+                    raise Conflict("The document has already been uploaded")
+                raise Conflict("An upload session already exists for this document")
+            if (existing is not None and existing.status == COMMITTED) or (
+                self.store.document_exists(key)
+            ):
+                raise Conflict("The document has already been uploaded")
+            session = Session(
+                key=key,
+                id=self._new_id(),
+                size=request.size,
+                content_type=request.content_type,
+                document_name=request.document_name,
+                app_id=principal.app_id,
+                user_id=principal.user_id if principal.delegated else None,
+                created=now,
+                expires=now + self.ttl,
+            )
+            try:
+                if existing is None:
+                    return self.store.insert_session(session)
+                # An expired session counts as absent: replace it, if nobody else did.
+                return self.store.replace_session(
+                    replace(session, storage_etag=existing.storage_etag)
+                )
+            except (EntityExists, ConcurrencyConflict):
+                self._backoff(attempt)
+        raise ServiceUnavailable("The session is busy; try again", retry_after=1)
+
+    def upload(self, principal: Principal, key: DocumentKey, upload: SegmentUpload) -> UploadResult:
+        """Accept one byte-range segment (see the module docstring for the protocol)."""
+        self._admit(principal, Operation.WRITE)
+        segment = Segment(upload.start, upload.end, upload.md5)
+        staged = False
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            session = self._load_visible(principal, key, Operation.WRITE)
+            self._check_writer(principal, session)
+            self._check_if_match(session, upload.if_match)
+            if upload.total != session.size or upload.end >= session.size:
+                raise InvalidRange(
+                    f"The range must lie within the session's {session.size} bytes",
+                    size=session.size,
+                )
+            other = session.overlapping(upload.start, upload.end)
+            if other is not None:
+                if other != segment:
+                    raise InvalidRange(
+                        f"bytes {upload.start}-{upload.end} overlap bytes already received "
+                        f"({other.start}-{other.end})",
+                        size=session.size,
+                    )
+                # An identical retry: nothing to write, but finish a commit a crash left.
+                if session.complete and session.status != COMMITTED:
+                    session = self._commit(session)
+                return UploadResult(session, session.complete)
+            if len(session.segments) >= MAX_SEGMENTS:
+                raise InvalidRequest(
+                    f"A session accepts at most {MAX_SEGMENTS} segments; send larger segments"
+                )
+            if not staged:
+                self.store.stage(key, segment.block_id, upload.data)
+                staged = True
+            updated = session.with_segment(segment, expires=self._clock() + self.ttl)
+            try:
+                saved = self.store.replace_session(updated)
+            except ConcurrencyConflict:
+                self._backoff(attempt)
+                continue
+            if saved.complete:
+                saved = self._commit(saved)
+            return UploadResult(saved, saved.complete)
+        raise ServiceUnavailable("The session is busy; try again", retry_after=1)
+
+    def _check_writer(self, principal: Principal, session: Session) -> None:
+        writes_all = not principal.delegated or "PrintJob.ReadWrite.All" in principal.permissions
+        if not (writes_all or self._is_creator(principal, session)):
+            raise AccessDenied("Only the creator of this upload session can upload to it")
+
+    @staticmethod
+    def _check_if_match(session: Session, if_match: tuple[str, ...]) -> None:
+        if "*" in if_match:
+            return
+        accepted = {session.id.lower(), f'"{session.id.lower()}"', render(session)[1]}
+        if not any(tag.lower() in accepted for tag in if_match):
+            raise PreconditionFailed(
+                "If-Match must be the session id, the session's current ETag, or *"
+            )
+
+    def _commit(self, session: Session) -> Session:
+        """Commit the recorded segments as the document and mark the session committed.
+
+        Returns the committed session, or — if some recorded blocks were missing — the
+        session with those segments un-recorded so the client sends them again.
+        """
+        metadata = {"documentname": quote(session.document_name), "sessionid": session.id}
+        try:
+            self.store.commit(
+                session.key, [s.block_id for s in session.segments], session.content_type,
+                metadata,
+            )
+        except MissingBlocks:
+            log.warning("recorded blocks missing at commit; asking the client again")
+            return self._forget_unstaged(session)
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            if session.status == COMMITTED:
+                return session
+            try:
+                return self.store.replace_session(replace(session, status=COMMITTED))
+            except ConcurrencyConflict:
+                self._backoff(attempt)
+                fresh = self.store.get_session(session.key)
+                if fresh is None:
+                    return replace(session, status=COMMITTED)  # deleted meanwhile
+                session = fresh
+        raise ServiceUnavailable("The session is busy; try again", retry_after=1)
+
+    def _forget_unstaged(self, session: Session) -> Session:
+        present = self.store.staged_block_ids(session.key)
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            kept = tuple(s for s in session.segments if s.block_id in present)
+            try:
+                return self.store.replace_session(replace(session, segments=kept))
+            except ConcurrencyConflict:
+                self._backoff(attempt)
+                fresh = self.store.get_session(session.key)
+                if fresh is None:
+                    raise ItemNotFound("The upload session was deleted") from None
+                session = fresh
+        raise ServiceUnavailable("The session is busy; try again", retry_after=1)
+
+    def delete(self, principal: Principal, key: DocumentKey) -> None:
+        """Cancel: creator only; removes the session and the staged bytes of an incomplete
+        document (a committed document is kept)."""
+        self._admit(principal, Operation.WRITE)
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            session = self._load_visible(principal, key, Operation.WRITE)
+            if not self._is_creator(principal, session):
+                raise AccessDenied("Only the creator of an upload session can delete it")
+            try:
+                self.store.delete_session(session)
+            except ConcurrencyConflict:
+                self._backoff(attempt)
+                continue
+            if session.status != COMMITTED:
+                self.store.discard_staged(key)
+            return
+        raise ServiceUnavailable("The session is busy; try again", retry_after=1)
+
+    def purge(self, *, page_size: int = 100) -> PurgeReport:
+        """Remove expired sessions and their staged bytes; idempotent; committed documents
+        are never touched (discarding is conditional on no committed blob)."""
+        sessions = discarded = 0
+        for session in self.store.expired_sessions(self._clock(), page_size):
+            try:
+                self.store.delete_session(session)  # ETag-conditional: skip if renewed
+            except ConcurrencyConflict:
+                continue
+            sessions += 1
+            if session.status != COMMITTED:
+                self.store.discard_staged(session.key)
+                discarded += 1
+        return PurgeReport(sessions=sessions, staged_discarded=discarded)

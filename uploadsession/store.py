@@ -1,0 +1,479 @@
+"""The storage port and its Azure adapter (Table Storage for state, Blob Storage for bytes).
+
+This is the only module that imports the Azure storage SDKs, and Azure exceptions are
+translated in exactly one place, :func:`translate_azure_errors`.
+
+Layout (documented in docs/storage.md):
+
+- table ``uploadsessions``: PartitionKey = tenant id, RowKey = ``{printerId}:{jobId}:{documentId}``
+  (all validated before they get here); one entity per document holds the session, its
+  accepted segments packed as binary chunks, and its status (active / committed);
+- table ``subscriptions``: PartitionKey = tenant id, RowKey = ``""``, ``State``;
+- container ``documents``: blob ``{tenantId}/{printerId}/{jobId}/{documentId}``. Segments are
+  staged as uncommitted blocks of that very blob and committed in offset order; a blob with
+  only uncommitted blocks is invisible, so the document appears whole or not at all.
+
+Tables and the container are created on the first "not found" from the service and the call
+retried once — no existence check on the request path.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+import requests
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import EdmType, EntityProperty, TableServiceClient, UpdateMode
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContentSettings
+
+from uploadsession.config import (
+    DOCUMENTS_CONTAINER,
+    SESSIONS_TABLE,
+    SUBSCRIPTIONS_TABLE,
+    StorageSettings,
+)
+from uploadsession.errors import (
+    ApiError,
+    ConcurrencyConflict,
+    EntityExists,
+    ServiceUnavailable,
+    StoreError,
+)
+from uploadsession.models import DocumentKey, Segment, Session
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# start (uint64), length (uint32), md5 (16 bytes); 2340 records fill a 64 KiB binary property.
+_RECORD = struct.Struct(">QI16s")
+_RECORDS_PER_CHUNK = 65536 // _RECORD.size
+_CHUNK_PREFIX = "Segments"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    tenant_id: str
+    active: bool
+    updated: datetime
+
+
+class MissingBlocks(StoreError):
+    """Commit refused: some recorded blocks are not staged (discarded or expired)."""
+
+
+class SessionStore(Protocol):
+    """State of sessions and tenant subscriptions."""
+
+    def get_session(self, key: DocumentKey) -> Session | None: ...
+    def insert_session(self, session: Session) -> Session: ...
+    def replace_session(self, session: Session) -> Session: ...
+    def delete_session(self, session: Session) -> None: ...
+    def expired_sessions(self, now: datetime, page_size: int) -> Iterator[Session]: ...
+    def get_subscription(self, tenant_id: str) -> Subscription | None: ...
+    def put_subscription(self, tenant_id: str, active: bool) -> Subscription: ...
+
+
+class DocumentStore(Protocol):
+    """Bytes of documents: staged blocks, then one commit."""
+
+    def stage(self, key: DocumentKey, block_id: str, data: bytes | memoryview) -> None: ...
+    def commit(
+        self,
+        key: DocumentKey,
+        block_ids: Sequence[str],
+        content_type: str,
+        metadata: dict[str, str],
+    ) -> None: ...
+    def staged_block_ids(self, key: DocumentKey) -> set[str]: ...
+    def document_exists(self, key: DocumentKey) -> bool: ...
+    def discard_staged(self, key: DocumentKey) -> None: ...
+
+
+class Storage(SessionStore, DocumentStore, Protocol):
+    """Both ports; one adapter serves both."""
+
+
+@contextmanager
+def translate_azure_errors(what: str) -> Iterator[None]:
+    """Map Azure SDK exceptions to uploadsession's tree (the one place that does).
+
+    ResourceExistsError → EntityExists; a lost ETag race (412 / ResourceModifiedError) →
+    ConcurrencyConflict; everything else from Azure (outage, throttling, credentials, a
+    refused request) → ServiceUnavailable with Retry-After. Callers that expect "not found"
+    catch ResourceNotFoundError inside this context themselves.
+    """
+
+    try:
+        yield
+    except (ApiError, StoreError):
+        raise
+    except ResourceExistsError as exc:
+        raise EntityExists(what) from exc
+    except ResourceModifiedError as exc:
+        raise ConcurrencyConflict(what) from exc
+    except ClientAuthenticationError as exc:
+        log.error("storage refused our credentials during %s: %s", what, type(exc).__name__)
+        raise ServiceUnavailable("Storage is not accessible; try again later") from exc
+    except HttpResponseError as exc:
+        status = exc.status_code or 0
+        if status == 412:
+            raise ConcurrencyConflict(what) from exc
+        throttled = status in (429, 503)
+        log.warning("storage error during %s: %s %s", what, status, getattr(exc, "error_code", ""))
+        raise ServiceUnavailable(
+            "Storage is busy; try again later" if throttled else "Storage failed; try again later",
+            retry_after=10 if throttled else 5,
+        ) from exc
+    except AzureError as exc:
+        log.warning("storage unreachable during %s: %s", what, type(exc).__name__)
+        raise ServiceUnavailable("Storage is unreachable; try again later") from exc
+
+
+def _is_not_found(exc: BaseException, code: str) -> bool:
+    return str(getattr(exc, "error_code", "") or "").lower() == code.lower()
+
+
+def row_key(key: DocumentKey) -> str:
+    return f"{key.printer_id}:{key.job_id}:{key.document_id}"
+
+
+def _int(value: Any) -> int:
+    return int(getattr(value, "value", value))
+
+
+def _utc(value: Any) -> datetime:
+    value = getattr(value, "value", value)
+    assert isinstance(value, datetime)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def session_to_entity(session: Session) -> dict[str, Any]:
+
+    key = session.key
+    entity: dict[str, Any] = {
+        "PartitionKey": key.tenant_id,
+        "RowKey": row_key(key),
+        "SessionId": session.id,
+        "PrinterId": key.printer_id,
+        "JobId": key.job_id,
+        "DocumentId": key.document_id,
+        "Size": EntityProperty(session.size, EdmType.INT64),
+        "ContentType": session.content_type,
+        "DocumentName": session.document_name,
+        "AppId": session.app_id,
+        "Created": session.created,
+        "Expires": session.expires,
+        "Status": session.status,
+        "SegmentCount": len(session.segments),
+    }
+    if session.user_id is not None:
+        entity["UserId"] = session.user_id
+    records = [_RECORD.pack(s.start, s.length, s.md5) for s in session.segments]
+    for n, i in enumerate(range(0, len(records), _RECORDS_PER_CHUNK)):
+        entity[f"{_CHUNK_PREFIX}{n}"] = b"".join(records[i : i + _RECORDS_PER_CHUNK])
+    return entity
+
+
+def entity_to_session(entity: Any) -> Session:
+    count = _int(entity.get("SegmentCount", 0))
+    segments: list[Segment] = []
+    n = 0
+    while len(segments) < count:
+        chunk = entity[f"{_CHUNK_PREFIX}{n}"]
+        for start, length, md5 in _RECORD.iter_unpack(bytes(getattr(chunk, "value", chunk))):
+            segments.append(Segment(start, start + length - 1, md5))
+        n += 1
+    key = DocumentKey(
+        entity["PartitionKey"], entity["PrinterId"], entity["JobId"], entity["DocumentId"]
+    )
+    return Session(
+        key=key,
+        id=entity["SessionId"],
+        size=_int(entity["Size"]),
+        content_type=entity["ContentType"],
+        document_name=entity["DocumentName"],
+        app_id=entity["AppId"],
+        user_id=entity.get("UserId"),
+        created=_utc(entity["Created"]),
+        expires=_utc(entity["Expires"]),
+        segments=tuple(segments),
+        status=entity["Status"],
+        storage_etag=entity.metadata["etag"] if hasattr(entity, "metadata") else None,
+    )
+
+
+class AzureStorage:
+    """Table + Blob adapter. Thread-safe; clients are created once, lazily, and reused."""
+
+    def __init__(
+        self,
+        settings: StorageSettings,
+        *,
+        sessions_table: str = SESSIONS_TABLE,
+        subscriptions_table: str = SUBSCRIPTIONS_TABLE,
+        container: str = DOCUMENTS_CONTAINER,
+    ) -> None:
+        self._settings = settings
+        self._names = (sessions_table, subscriptions_table, container)
+        self._lock = threading.Lock()
+        self._clients: tuple[Any, Any, Any] | None = None
+
+    # -- clients -------------------------------------------------------------------------
+
+    def _build_clients(self) -> tuple[Any, Any, Any]:
+
+        # One pooled HTTP session for both services, large enough for the host's concurrency.
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        options: dict[str, Any] = {
+            "transport": RequestsTransport(
+                session=session, session_owner=False, connection_timeout=5, read_timeout=60
+            ),
+            "retry_total": 2,
+            "retry_backoff_factor": 0.2,
+        }
+        s = self._settings
+        if s.connection_string:
+            tables = TableServiceClient.from_connection_string(s.connection_string, **options)
+            blobs = BlobServiceClient.from_connection_string(s.connection_string, **options)
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential(managed_identity_client_id=s.client_id)
+            tables = TableServiceClient(str(s.table_service_uri), credential=credential, **options)
+            blobs = BlobServiceClient(str(s.blob_service_uri), credential=credential, **options)
+        sessions_table, subscriptions_table, container = self._names
+        return (
+            tables.get_table_client(sessions_table),
+            tables.get_table_client(subscriptions_table),
+            blobs.get_container_client(container),
+        )
+
+    def _get_clients(self) -> tuple[Any, Any, Any]:
+        if self._clients is None:
+            with self._lock:
+                if self._clients is None:
+                    self._clients = self._build_clients()
+        return self._clients
+
+    def _table_call(self, table: Any, fn: Callable[[], T], what: str) -> T:
+        """Run ``fn``; on TableNotFound create the table once and retry."""
+
+        with translate_azure_errors(what):
+            try:
+                return fn()
+            except ResourceNotFoundError as exc:
+                if not _is_not_found(exc, "TableNotFound"):
+                    raise
+                _create_table(table)
+                return fn()
+
+    def _blob_call(self, fn: Callable[[], T], what: str) -> T:
+
+        container = self._get_clients()[2]
+        with translate_azure_errors(what):
+            try:
+                return fn()
+            except ResourceNotFoundError as exc:
+                if not _is_not_found(exc, "ContainerNotFound"):
+                    raise
+                _create_container(container)
+                return fn()
+
+    def ensure_resources(self) -> None:
+        """Create the tables and the container if missing (CLI and tests; not per request)."""
+        sessions, subscriptions, container = self._get_clients()
+        with translate_azure_errors("creating storage resources"):
+            _create_table(sessions)
+            _create_table(subscriptions)
+            _create_container(container)
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def get_session(self, key: DocumentKey) -> Session | None:
+
+        table = self._get_clients()[0]
+
+        def read() -> Session | None:
+            try:
+                entity = table.get_entity(key.tenant_id, row_key(key))
+            except ResourceNotFoundError:
+                return None  # no such entity, or no table yet: nothing was ever stored
+            return entity_to_session(entity)
+
+        with translate_azure_errors("reading a session"):
+            return read()
+
+    def insert_session(self, session: Session) -> Session:
+        table = self._get_clients()[0]
+        entity = session_to_entity(session)
+        meta = self._table_call(table, lambda: table.create_entity(entity), "creating a session")
+        return _with_etag(session, meta)
+
+    def replace_session(self, session: Session) -> Session:
+
+        table = self._get_clients()[0]
+        entity = session_to_entity(session)
+        with translate_azure_errors("updating a session"):
+            try:
+                meta = table.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=session.storage_etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceNotFoundError as exc:
+                raise ConcurrencyConflict("session vanished") from exc
+        return _with_etag(session, meta)
+
+    def delete_session(self, session: Session) -> None:
+
+        table = self._get_clients()[0]
+        with translate_azure_errors("deleting a session"):
+            # delete_entity treats "already gone" as success; a changed ETag raises.
+            table.delete_entity(
+                session.key.tenant_id,
+                row_key(session.key),
+                etag=session.storage_etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+
+    def expired_sessions(self, now: datetime, page_size: int = 100) -> Iterator[Session]:
+
+        table = self._get_clients()[0]
+        with translate_azure_errors("listing expired sessions"):
+            try:
+                pages = table.query_entities(
+                    "Expires lt @now", parameters={"now": now}, results_per_page=page_size
+                ).by_page()
+                for page in pages:
+                    yield from (entity_to_session(e) for e in page)
+            except ResourceNotFoundError as exc:
+                if not _is_not_found(exc, "TableNotFound"):
+                    raise
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def get_subscription(self, tenant_id: str) -> Subscription | None:
+
+        table = self._get_clients()[1]
+        with translate_azure_errors("reading a subscription"):
+            try:
+                entity = table.get_entity(tenant_id, "")
+            except ResourceNotFoundError:
+                return None
+        return Subscription(tenant_id, entity["State"] == "active", _utc(entity["Updated"]))
+
+    def put_subscription(self, tenant_id: str, active: bool) -> Subscription:
+
+        table = self._get_clients()[1]
+        now = datetime.now(UTC)
+        entity = {
+            "PartitionKey": tenant_id,
+            "RowKey": "",
+            "State": "active" if active else "suspended",
+            "Updated": now,
+        }
+        self._table_call(
+            table,
+            lambda: table.upsert_entity(entity, mode=UpdateMode.REPLACE),
+            "writing a subscription",
+        )
+        return Subscription(tenant_id, active, now)
+
+    # -- documents -----------------------------------------------------------------------
+
+    def _blob(self, key: DocumentKey) -> Any:
+        return self._get_clients()[2].get_blob_client(key.blob_name)
+
+    def stage(self, key: DocumentKey, block_id: str, data: bytes | memoryview) -> None:
+        blob = self._blob(key)
+        self._blob_call(
+            lambda: blob.stage_block(block_id, data, length=len(data)), "staging a segment"
+        )
+
+    def commit(
+        self,
+        key: DocumentKey,
+        block_ids: Sequence[str],
+        content_type: str,
+        metadata: dict[str, str],
+    ) -> None:
+
+        blob = self._blob(key)
+        with translate_azure_errors("committing a document"):
+            try:
+                blob.commit_block_list(
+                    [BlobBlock(block_id) for block_id in block_ids],
+                    content_settings=ContentSettings(content_type=content_type),
+                    metadata=metadata,
+                )
+            except HttpResponseError as exc:
+                if _is_not_found(exc, "InvalidBlockList"):
+                    raise MissingBlocks(key.blob_name) from exc
+                raise
+
+    def staged_block_ids(self, key: DocumentKey) -> set[str]:
+
+        blob = self._blob(key)
+        with translate_azure_errors("listing staged segments"):
+            try:
+                committed, uncommitted = blob.get_block_list("all")
+            except ResourceNotFoundError:
+                return set()
+        return {b.id for b in (*committed, *uncommitted)}
+
+    def document_exists(self, key: DocumentKey) -> bool:
+        blob = self._blob(key)
+        with translate_azure_errors("checking a document"):
+            return bool(blob.exists())
+
+    def discard_staged(self, key: DocumentKey) -> None:
+        """Drop uncommitted blocks; a committed document is never touched.
+
+        Blob Storage discards uncommitted blocks on any Put Block List, so commit an empty
+        list *only if no blob exists* (If-None-Match: *), then delete that empty blob.
+        """
+
+        blob = self._blob(key)
+        with translate_azure_errors("discarding staged segments"):
+            try:
+                result = blob.commit_block_list([], match_condition=MatchConditions.IfMissing)
+            except (ResourceExistsError, ResourceNotFoundError):
+                return  # a committed document exists (keep it), or no container at all
+            with suppress(ResourceNotFoundError):
+                blob.delete_blob(etag=result["etag"], match_condition=MatchConditions.IfNotModified)
+
+
+def _with_etag(session: Session, meta: Any) -> Session:
+    return replace(session, storage_etag=meta["etag"])
+
+
+def _create_table(table: Any) -> None:
+
+    with suppress(ResourceExistsError):
+        table.create_table()
+
+
+def _create_container(container: Any) -> None:
+
+    with suppress(ResourceExistsError):
+        container.create_container()
