@@ -7,7 +7,6 @@ Functions host imports ``function_app.py`` on every cold start).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -73,10 +72,10 @@ class Segment:
 
     @property
     def block_id(self) -> str:
-        """Blob block id: fixed length (Blob Storage requires one length per blob),
-        unique per (range, bytes), so a retried segment restages the same block."""
-        raw = f"{self.start:012x}{self.end:012x}{self.md5.hex()}".encode("ascii")
-        return base64.b64encode(raw).decode("ascii")
+        """Blob block id: 56 hex characters for every segment (Blob Storage requires one id
+        length per blob and at most 64 bytes; the SDK base64-encodes it), unique per
+        (range, bytes), so a retried segment restages the same block."""
+        return f"{self.start:012x}{self.end:012x}{self.md5.hex()}"
 
 
 @dataclass(frozen=True)

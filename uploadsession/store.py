@@ -146,7 +146,13 @@ def translate_azure_errors(what: str) -> Iterator[None]:
 
 
 def _is_not_found(exc: BaseException, code: str) -> bool:
-    return str(getattr(exc, "error_code", "") or "").lower() == code.lower()
+    """Whether ``exc`` carries the storage error code ``code`` (the SDKs raise either a
+    ResourceNotFoundError or a bare HttpResponseError depending on the operation)."""
+    error_code = getattr(exc, "error_code", None)
+    if error_code is not None:
+        return str(getattr(error_code, "value", error_code)).lower() == code.lower()
+    # Some table operations raise before parsing the error body: the code is in the text.
+    return f'"code":"{code}"'.lower() in str(exc).lower()
 
 
 def row_key(key: DocumentKey) -> str:
@@ -280,7 +286,7 @@ class AzureStorage:
         with translate_azure_errors(what):
             try:
                 return fn()
-            except ResourceNotFoundError as exc:
+            except HttpResponseError as exc:
                 if not _is_not_found(exc, "TableNotFound"):
                     raise
                 _create_table(table)
@@ -292,7 +298,7 @@ class AzureStorage:
         with translate_azure_errors(what):
             try:
                 return fn()
-            except ResourceNotFoundError as exc:
+            except HttpResponseError as exc:
                 if not _is_not_found(exc, "ContainerNotFound"):
                     raise
                 _create_container(container)
