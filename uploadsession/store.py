@@ -3,7 +3,7 @@
 This is the only module that imports the Azure storage SDKs, and Azure exceptions are
 translated in exactly one place, :func:`translate_azure_errors`.
 
-Layout (documented in docs/storage.md):
+Layout (documented in docs/architecture.md):
 
 - table ``uploadsessions``: PartitionKey = tenant id, RowKey = ``{printerId}:{jobId}:{documentId}``
   (all validated before they get here); one entity per document holds the session, its
