@@ -49,17 +49,17 @@ TOKEN=$token
 
 Create a session, then read it (paste into another shell):
 
-curl -sS -X PUT -H "Authorization: Bearer \$TOKEN" -H "Content-Type: application/json" \\
+curl -sS -w ' -> %{http_code}\n' -X PUT -H "Authorization: Bearer \$TOKEN" -H "Content-Type: application/json" \\
   -d '{"size": 11, "contentType": "text/plain", "documentName": "hello.txt"}' \\
   "$session"
 curl -sS -i -H "Authorization: Bearer \$TOKEN" "$session"
 
 Upload the 11 bytes in two segments (the second answers 201):
 
-printf 'hello ' | curl -sS -X POST -H "Authorization: Bearer \$TOKEN" -H "If-Match: *" \\
+printf 'hello ' | curl -sS -w ' -> %{http_code}\n' -X POST -H "Authorization: Bearer \$TOKEN" -H "If-Match: *" \\
   -H "Content-Type: application/octet-stream" -H "Content-Range: bytes 0-5/11" \\
   --data-binary @- "$session/\\\$value"
-printf 'world' | curl -sS -X POST -H "Authorization: Bearer \$TOKEN" -H "If-Match: *" \\
+printf 'world' | curl -sS -w ' -> %{http_code}\n' -X POST -H "Authorization: Bearer \$TOKEN" -H "If-Match: *" \\
   -H "Content-Type: application/octet-stream" -H "Content-Range: bytes 6-10/11" \\
   --data-binary @- "$session/\\\$value"
 
