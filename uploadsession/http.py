@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 SESSION_ROUTE = "print/printers/{printerId}/jobs/{jobId}/documents/{documentId}/uploadSession"
 VALUE_ROUTE = SESSION_ROUTE + "/$value"
 
-_CONTENT_RANGE = re.compile(r"^bytes[ =](\d{1,19})-(\d{1,19})/(\d{1,19})$")
+_CONTENT_RANGE = re.compile(r"^bytes[ =](\d{1,19})-(\d{1,19})/(\d{1,19})$", re.ASCII)
 _CLIENT_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]

@@ -21,7 +21,9 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _JOB_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _CONTENT_TYPE = re.compile(rf"^{_TOKEN}/{_TOKEN}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
+# JSON's "\ud800" escapes decode to lone surrogates, which no UTF-8 response or store can carry.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 ACTIVE = "active"
 COMMITTED = "committed"
@@ -101,7 +103,7 @@ class CreateRequest:
         """Parse the PUT body; raise InvalidRequest naming the offending field."""
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise InvalidRequest("The request body must be a JSON object") from None
         if not isinstance(data, dict):
             raise InvalidRequest("The request body must be a JSON object")
@@ -129,6 +131,8 @@ class CreateRequest:
             raise InvalidRequest("'documentName' must be a string of 1-255 characters")
         if _CONTROL.search(name):
             raise InvalidRequest("'documentName' must not contain control characters")
+        if _SURROGATE.search(name):
+            raise InvalidRequest("'documentName' must not contain unpaired surrogates")
         return cls(size=size, content_type=content_type, document_name=name)
 
 

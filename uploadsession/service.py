@@ -195,24 +195,27 @@ class UploadSessionService:
         for attempt in range(MAX_WRITE_ATTEMPTS):
             session = self._load_visible(principal, key, Operation.WRITE)
             self._check_writer(principal, session)
-            self._check_if_match(session, upload.if_match)
             if upload.total != session.size or upload.end >= session.size:
                 raise InvalidRange(
                     f"The range must lie within the session's {session.size} bytes",
                     size=session.size,
                 )
             other = session.overlapping(upload.start, upload.end)
-            if other is not None:
-                if other != segment:
-                    raise InvalidRange(
-                        f"bytes {upload.start}-{upload.end} overlap bytes already received "
-                        f"({other.start}-{other.end})",
-                        size=session.size,
-                    )
-                # An identical retry: nothing to write, but finish a commit a crash left.
+            if other == segment:
+                # An identical retry (its first attempt's response was lost): 2xx with the
+                # current state even if If-Match names the ETag that attempt changed (RFC 9110
+                # §13.1.1 allows a 2xx when the requested change has already been made).
+                # Nothing to write, but finish a commit a crash left undone.
                 if session.complete and session.status != COMMITTED:
                     session = self._commit(session)
                 return UploadResult(session, session.complete)
+            self._check_if_match(session, upload.if_match)
+            if other is not None:
+                raise InvalidRange(
+                    f"bytes {upload.start}-{upload.end} overlap bytes already received "
+                    f"({other.start}-{other.end})",
+                    size=session.size,
+                )
             if len(session.segments) >= MAX_SEGMENTS:
                 raise InvalidRequest(
                     f"A session accepts at most {MAX_SEGMENTS} segments; send larger segments"

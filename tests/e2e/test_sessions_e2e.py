@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from tests.e2e.conftest import OTHER_TENANT, TENANT, UNSUBSCRIBED_TENANT, Api
+from tests.e2e.conftest import OTHER_TENANT, UNSUBSCRIBED_TENANT, Api
 
 BODY = {"size": 1024, "contentType": "application/pdf", "documentName": "file.pdf"}
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
