@@ -54,10 +54,12 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 
 
 class Azurite:
-    """Azurite on free 127.0.0.1 ports with its data in ``location``; can stop and restart."""
+    """Azurite on free 127.0.0.1 ports with its data in ``location``; can stop and restart
+    (on the same ports). ``debug_log``: Azurite's debug log, one line per storage request."""
 
-    def __init__(self, location: Path) -> None:
+    def __init__(self, location: Path, *, debug_log: Path | None = None) -> None:
         self.location = location
+        self.debug_log = debug_log
         self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = location / "azurite.log"
@@ -81,9 +83,10 @@ class Azurite:
         wait_for_ports([self.blob_port, self.table_port], self.proc, "Azurite", self.log)
 
     def _popen(self, binary: Path, out: object) -> subprocess.Popen[bytes]:
+        debug = ["--debug", str(self.debug_log)] if self.debug_log is not None else []
         return subprocess.Popen(
             [str(binary), "--silent", "--disableTelemetry", "--skipApiVersionCheck",
-             "--location", str(self.location),
+             "--location", str(self.location), *debug,
              "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
              "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
              "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port)],

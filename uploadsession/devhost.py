@@ -19,8 +19,11 @@ triggers on schedule. It mirrors the Functions host where a client can tell the 
   with ``,``, as the host's ``StringValues.ToString()`` does.
 - ``methods`` default to all; a path that matches with another method answers 405 with
   ``Allow``; an unknown path 404. Both carry Graph's error envelope (and ``request-id`` /
-  ``client-request-id``), as does everything the host itself refuses: 400 for a malformed
-  ``Content-Length`` or chunked body, 413 for a body over ``max_body_bytes`` (the Functions
+  ``client-request-id``; a ``client-request-id`` is echoed only when it is 1-128 printable
+  ASCII characters), as does everything the host itself refuses: 400 for a malformed request
+  line, ``Content-Length`` or chunked body, or a transfer coding other than ``chunked`` (as
+  Kestrel), 414 for a request line over 64 KiB, 431 for a header line over 64 KiB or more than
+  100 headers, 413 for a body over ``max_body_bytes`` (the Functions
   limit, 100 MiB, by default; refused from its ``Content-Length`` or while reading chunks,
   never buffered whole), 500 when the function raises (the traceback goes to the log, never to
   the client) or returns something other than a ``func.HttpResponse``, ``str`` or ``bytes``.
@@ -89,6 +92,7 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 # Headers this host computes itself; a function's values for them are not sent.
 _HOST_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-?(?:[0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}|\{[0-9A-Fa-f-]{36}\}")
 _CONSTRAINTS: dict[str, Callable[[str], bool]] = {
@@ -325,7 +329,10 @@ class _Response:
 
 def _envelope(status: int, code: str, message: str, client_request_id: str | None) -> _Response:
     request_id = str(uuid.uuid4())
-    client_id = client_request_id or request_id
+    # Echoed only when it is 1-128 printable ASCII characters, as the app does: a folded
+    # (multi-line) or non-ASCII value must not be copied into a response header.
+    valid = client_request_id is not None and _CLIENT_REQUEST_ID.fullmatch(client_request_id)
+    client_id = client_request_id if valid and client_request_id else request_id
     payload = {
         "error": {
             "code": code,
@@ -409,6 +416,23 @@ class _Handler(BaseHTTPRequestHandler):
         # Deferred: 100 Continue goes out only once the request is known to be served.
         self.expect_continue = True
         return True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Refusals by http.server's own parser (malformed request line, 414 request line too
+        long, 431 header line too long or too many headers, 505 version) in Graph's envelope
+        like every other refusal of this host, not as an HTML page; the connection closes.
+        The message is generic: the parser's own quotes the request line, query and all."""
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        self.log_error("refused by the HTTP parser: %d %s", code, phrase)
+        self.close_connection = True
+        response = _envelope(code, "invalidRequest", f"{phrase}: the request is malformed", None)
+        response.close = True
+        head, payload = self._encode(response)
+        self.wfile.write(head + payload)
+        self._linger()  # the rest of the request is unread: no reset before the answer
 
     def handle_one_request(self) -> None:
         try:
@@ -540,9 +564,10 @@ class _Handler(BaseHTTPRequestHandler):
                     )
                 )
             if codings != ["chunked"]:
+                # 400, as Kestrel answers a final transfer coding other than chunked.
                 raise _RequestRefused(
                     _envelope(
-                        501,
+                        400,
                         "invalidRequest",
                         "only Transfer-Encoding: chunked is supported",
                         client_request_id,
