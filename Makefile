@@ -30,6 +30,27 @@ run: deps
 test: deps
 	$(BIN)/python -m pytest
 
+## make bench: the benchmark suite (not part of make test): tables on stdout, then
+## bench/results/latest.{json,md,png}. One benchmark: make bench BENCH_ARGS="--only get_http"
+bench: deps
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.report
+
+## make fuzz: Schemathesis against `uploadsession serve` + Azurite, FUZZ_SCALE times the
+## examples of make test (about 1,200 requests per unit of scale)
+FUZZ_SCALE ?= 10
+fuzz: deps
+	FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/python -m pytest tests/reliability/test_fuzz.py -s \
+		-p no:cacheprovider --timeout=3600
+
+## make load: 32 clients for LOAD_SECONDS against `uploadsession serve` + Azurite, then an
+## audit of every session; prints throughput and p99
+LOAD_SECONDS ?= 60
+load: deps
+	LOAD_SECONDS=$(LOAD_SECONDS) $(BIN)/python -m pytest tests/reliability/test_load.py -s \
+		-p no:cacheprovider --timeout=3600
+
 lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check uploadsession tests function_app.py

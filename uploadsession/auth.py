@@ -6,6 +6,12 @@ wrong; the message never contains the token. PyJWT does the signature and audien
 time, issuer and Entra-specific claims are checked here, against an injectable clock, so that
 every malformed claim is a 401 and never a 500.
 
+A token that verified once is remembered (bounded, per validator) with the key that verified
+it: a client sends the same token for its whole lifetime, and a repeat then costs a dictionary
+lookup instead of PyJWT's parsing and an RSA verify (~150 µs). The JWKS is still asked for the
+``kid``'s key on every call, and a different key object (a refresh or rotation) means a full
+validation; the times, issuer and claims are checked on every call. See bench/ (token cost).
+
 :func:`authorize` applies the permission table and raises
 :class:`~uploadsession.errors.InsufficientScope` (403) naming the acceptable permissions;
 :func:`sees_all` says whether the caller may see sessions other users created.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +35,8 @@ from uploadsession.errors import AccessDenied, InsufficientScope, InvalidToken
 PERSONAL_ACCOUNT_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
 MAX_TOKEN_CHARS = 16384
 ALGORITHM = "RS256"
+#: How many verified tokens a validator remembers (oldest forgotten first).
+VERIFIED_TOKENS_KEPT = 1024
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # JWS compact serialization: three base64url segments (an empty signature is left to the alg check).
@@ -119,18 +128,26 @@ class TokenValidator:
         self._jwks = jwks
         self._leeway = clock_skew_seconds
         self._now = now
+        # token → (kid, the key object that verified it, its verified claims); insertion order.
+        self._verified: dict[str, tuple[str, Any, dict[str, Any]]] = {}
+        self._verified_lock = threading.Lock()
 
     def validate(self, authorization: str | None) -> Principal:
         """The caller of a request with this ``Authorization`` header value."""
         token = _bearer_token(authorization)
-        header = _unverified_header(token)
-        if header.get("alg") != ALGORITHM:
-            raise InvalidToken("The token must be signed with RS256.")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise InvalidToken("The token header has no key id (kid).")
-        key = self._jwks.get_key(kid)
-        claims = self._verified_claims(token, key)
+        known = self._verified.get(token)
+        if known is not None and self._jwks.get_key(known[0]) is known[1]:
+            claims = known[2]  # verified before with the key the JWKS still holds for its kid
+        else:
+            header = _unverified_header(token)
+            if header.get("alg") != ALGORITHM:
+                raise InvalidToken("The token must be signed with RS256.")
+            kid = header.get("kid")
+            if not isinstance(kid, str) or not kid:
+                raise InvalidToken("The token header has no key id (kid).")
+            key = self._jwks.get_key(kid)
+            claims = self._verified_claims(token, key)
+            self._remember(token, kid, key, claims)
         self._check_times(claims)
         tenant_id = _tenant(claims)
         if tenant_id == PERSONAL_ACCOUNT_TENANT:
@@ -138,6 +155,12 @@ class TokenValidator:
                 "Personal Microsoft accounts are not supported; use a work or school account."
             )
         return _principal(claims, tenant_id)
+
+    def _remember(self, token: str, kid: str, key: Any, claims: dict[str, Any]) -> None:
+        with self._verified_lock:
+            while len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = (kid, key, claims)
 
     def _verified_claims(self, token: str, key: Any) -> dict[str, Any]:
         try:

@@ -27,11 +27,14 @@ def merge(ranges: Iterable[Range]) -> list[Range]:
 def missing_ranges(size: int, received: Iterable[Range]) -> list[Range]:
     """The inclusive ranges of ``[0, size)`` not covered by ``received``, ascending, merged."""
     missing: list[Range] = []
-    cursor = 0
-    for start, end in merge(received):
+    cursor = 0  # the first byte not covered by the ranges seen so far
+    # In start order, a gap is wherever a range starts past the cursor: overlapping and
+    # adjacent ranges need no merging first (one pass; a sorted list sorts in linear time).
+    for start, end in sorted(received):
         if start > cursor:
             missing.append((cursor, start - 1))
-        cursor = max(cursor, end + 1)
+        if end >= cursor:
+            cursor = end + 1
     if cursor < size:
         missing.append((cursor, size - 1))
     return missing

@@ -243,8 +243,11 @@ class UploadSessionService:
     def _check_if_match(session: Session, if_match: tuple[str, ...]) -> None:
         if "*" in if_match:
             return
-        accepted = {session.id.lower(), f'"{session.id.lower()}"', render(session)[1]}
-        if not any(tag.lower() in accepted for tag in if_match):
+        ids = {session.id.lower(), f'"{session.id.lower()}"'}
+        if any(tag.lower() in ids for tag in if_match):
+            return  # what parallel uploaders send: no need to render the session for its ETag
+        etag = render(session)[1]
+        if not any(tag.lower() == etag for tag in if_match):
             raise PreconditionFailed(
                 "If-Match must be the session id, the session's current ETag, or *"
             )

@@ -20,12 +20,15 @@ retried once — no existence check on the request path.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 import requests
@@ -40,7 +43,7 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import EdmType, EntityProperty, TableServiceClient, UpdateMode
-from azure.storage.blob import BlobBlock, BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContentSettings, LinearRetry
 
 from uploadsession.config import (
     DOCUMENTS_CONTAINER,
@@ -117,32 +120,71 @@ def translate_azure_errors(what: str) -> Iterator[None]:
     ConcurrencyConflict; everything else from Azure (outage, throttling, credentials, a
     refused request) → ServiceUnavailable with Retry-After. Callers that expect "not found"
     catch ResourceNotFoundError inside this context themselves.
+
+    The Azure errors' frames are cleared on the way out (see :func:`_release_frames`).
     """
 
     try:
-        yield
-    except (ApiError, StoreError):
-        raise
-    except ResourceExistsError as exc:
-        raise EntityExists(what) from exc
-    except ResourceModifiedError as exc:
-        raise ConcurrencyConflict(what) from exc
-    except ClientAuthenticationError as exc:
-        log.error("storage refused our credentials during %s: %s", what, type(exc).__name__)
-        raise ServiceUnavailable("Storage is not accessible; try again later") from exc
-    except HttpResponseError as exc:
-        status = exc.status_code or 0
-        if status == 412:
+        try:
+            yield
+        except (ApiError, StoreError):
+            raise
+        except ResourceExistsError as exc:
+            raise EntityExists(what) from exc
+        except ResourceModifiedError as exc:
             raise ConcurrencyConflict(what) from exc
-        throttled = status in (429, 503)
-        log.warning("storage error during %s: %s %s", what, status, getattr(exc, "error_code", ""))
-        raise ServiceUnavailable(
-            "Storage is busy; try again later" if throttled else "Storage failed; try again later",
-            retry_after=10 if throttled else 5,
-        ) from exc
-    except AzureError as exc:
-        log.warning("storage unreachable during %s: %s", what, type(exc).__name__)
-        raise ServiceUnavailable("Storage is unreachable; try again later") from exc
+        except ClientAuthenticationError as exc:
+            log.error("storage refused our credentials during %s: %s", what, type(exc).__name__)
+            raise ServiceUnavailable("Storage is not accessible; try again later") from exc
+        except HttpResponseError as exc:
+            status = exc.status_code or 0
+            if status == 412:
+                raise ConcurrencyConflict(what) from exc
+            throttled = status in (429, 503)
+            code = getattr(exc, "error_code", "")
+            log.warning("storage error during %s: %s %s", what, status, code)
+            raise ServiceUnavailable(
+                "Storage is busy; try again later"
+                if throttled
+                else "Storage failed; try again later",
+                retry_after=10 if throttled else 5,
+            ) from exc
+        except AzureError as exc:
+            log.warning("storage unreachable during %s: %s", what, type(exc).__name__)
+            raise ServiceUnavailable("Storage is unreachable; try again later") from exc
+    except BaseException as error:
+        _release_frames(error)
+        raise
+
+
+def _release_frames(error: BaseException) -> None:
+    """Clear the finished frames held by the Azure errors in ``error``'s chain.
+
+    The SDKs raise errors they hold in local variables, and azure-core keeps the traceback of
+    the error being handled on each new one (``exc_traceback``), so every Azure error sits in
+    a reference cycle with its frames — and, through their callers, with the request's whole
+    stack, an uploaded segment's bytes included — until the cyclic garbage collector runs.
+    Parallel uploads lose ETag races (412) all the time, so several 8 MiB segments outlived
+    their requests. With the frames' locals cleared, reference counting frees it all at once.
+    Frames still running (this request's own) are left alone.
+    """
+    seen: set[int] = set()
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, AzureError):
+            traceback.clear_frames(current.__traceback__)
+            held = getattr(current, "exc_traceback", None)
+            if isinstance(held, TracebackType):
+                traceback.clear_frames(held)
+            pending += [
+                getattr(current, "inner_exception", None),
+                getattr(current, "exc_value", None),
+            ]
+        pending += [current.__cause__, current.__context__]
 
 
 def _is_not_found(exc: BaseException, code: str) -> bool:
@@ -251,21 +293,44 @@ class AzureStorage:
         session.mount("https://", adapter)
         options: dict[str, Any] = {
             "transport": RequestsTransport(
-                session=session, session_owner=False, connection_timeout=5, read_timeout=60
+                session=session,
+                session_owner=False,
+                connection_timeout=5,
+                read_timeout=60,
+                # What requests would read from the environment on every request; see below.
+                connection_verify=_ca_bundle() or True,
             ),
             "retry_total": 2,
             "retry_backoff_factor": 0.2,
         }
+        # The blob SDK ignores retry_backoff_factor: its own ExponentialRetry waits 15 s, then
+        # 18 s (± 3 s), so a blob call with storage down took ~40 s to become a 503. The same
+        # two quick retries as the tables instead (seconds as floats: the SDK annotates int
+        # but draws the wait with random.uniform).
+        quick_retry = LinearRetry(
+            backoff=0.3,  # type: ignore[arg-type]
+            retry_total=2,
+            random_jitter_range=0.1,  # type: ignore[arg-type]
+        )
+        blob_options = {**options, "retry_policy": quick_retry}
         s = self._settings
         if s.connection_string:
             tables = TableServiceClient.from_connection_string(s.connection_string, **options)
-            blobs = BlobServiceClient.from_connection_string(s.connection_string, **options)
+            blobs = BlobServiceClient.from_connection_string(s.connection_string, **blob_options)
         else:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential(managed_identity_client_id=s.client_id)
             tables = TableServiceClient(str(s.table_service_uri), credential=credential, **options)
-            blobs = BlobServiceClient(str(s.blob_service_uri), credential=credential, **options)
+            blobs = BlobServiceClient(
+                str(s.blob_service_uri), credential=credential, **blob_options
+            )
+        # requests consults the environment (proxy and CA-bundle variables, ~/.netrc) on every
+        # request while trust_env is set: ~0.1 ms with a small environment, ~0.4 ms with a
+        # Functions host's. The CA bundle is read once, above; when no proxy and no netrc entry
+        # applies to these two endpoints, the per-request lookups are switched off.
+        if not _proxy_or_netrc_applies((tables.url, blobs.url)):
+            session.trust_env = False
         sessions_table, subscriptions_table, container = self._names
         return (
             tables.get_table_client(sessions_table),
@@ -467,6 +532,20 @@ class AzureStorage:
                 return  # a committed document exists (keep it), or no container at all
             with suppress(ResourceNotFoundError):
                 blob.delete_blob(etag=result["etag"], match_condition=MatchConditions.IfNotModified)
+
+
+def _ca_bundle() -> str | None:
+    """The CA bundle requests takes from the environment in place of ``verify=True``."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
+def _proxy_or_netrc_applies(urls: Sequence[str]) -> bool:
+    """Whether requests' environment lookups would route or authenticate a request to one
+    of ``urls``: a proxy variable that NO_PROXY does not bypass, or a netrc entry."""
+    return any(
+        requests.utils.get_environ_proxies(url) or requests.utils.get_netrc_auth(url)
+        for url in urls
+    )
 
 
 def _with_etag(session: Session, meta: Any) -> Session:
