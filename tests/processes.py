@@ -29,8 +29,9 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_for_ports(ports: list[int], proc: subprocess.Popen[bytes], what: str, log: Path,
-                   deadline_s: float = 30.0) -> None:
+def wait_for_ports(
+    ports: list[int], proc: subprocess.Popen[bytes], what: str, log: Path, deadline_s: float = 30.0
+) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -39,8 +40,9 @@ def wait_for_ports(ports: list[int], proc: subprocess.Popen[bytes], what: str, l
             return
         time.sleep(0.1)
     proc.kill()
-    raise RuntimeError(f"{what} did not listen on {ports} within {deadline_s}s: "
-                       f"{log.read_text()[-2000:]}")
+    raise RuntimeError(
+        f"{what} did not listen on {ports} within {deadline_s}s: {log.read_text()[-2000:]}"
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -85,12 +87,29 @@ class Azurite:
     def _popen(self, binary: Path, out: object) -> subprocess.Popen[bytes]:
         debug = ["--debug", str(self.debug_log)] if self.debug_log is not None else []
         return subprocess.Popen(
-            [str(binary), "--silent", "--disableTelemetry", "--skipApiVersionCheck",
-             "--location", str(self.location), *debug,
-             "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
-             "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
-             "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port)],
-            stdout=out, stderr=subprocess.STDOUT,  # type: ignore[arg-type]
+            [
+                str(binary),
+                "--silent",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--location",
+                str(self.location),
+                *debug,
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.blob_port),
+                "--queueHost",
+                "127.0.0.1",
+                "--queuePort",
+                str(self.queue_port),
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                str(self.table_port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,  # type: ignore[arg-type]
             start_new_session=True,
         )
 
@@ -115,13 +134,27 @@ class Server:
         return f"http://127.0.0.1:{self.port}/beta"
 
     def start(self) -> None:
-        args = [sys.executable, "-m", "uploadsession", "serve", "--host", "127.0.0.1",
-                "--port", str(self.port), "--app-dir", str(REPO)]
+        args = [
+            sys.executable,
+            "-m",
+            "uploadsession",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--app-dir",
+            str(REPO),
+        ]
         if not self.timers:
             args.append("--no-timers")
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                args, cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                args,
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         wait_for_ports([self.port], self.proc, "uploadsession serve", self.log)
 

@@ -84,9 +84,7 @@ def _respond(req: func.HttpRequest, action: Handler) -> func.HttpResponse:
         )
     except Exception:
         log.exception("unhandled error (request-id %s)", request_id)
-        response = _error(
-            ApiError("An unexpected error occurred"), request_id, client_request_id
-        )
+        response = _error(ApiError("An unexpected error occurred"), request_id, client_request_id)
     response.headers["request-id"] = request_id
     response.headers["client-request-id"] = client_request_id
     return response
@@ -170,9 +168,7 @@ def parse_segment(req: func.HttpRequest, max_segment_bytes: int) -> SegmentUploa
         raise PayloadTooLarge(f"A segment may be at most {max_segment_bytes} bytes")
     if_match = _tags(headers.get("If-Match"))
     if not if_match:
-        raise PreconditionRequired(
-            "If-Match is required: the session id, the session's ETag, or *"
-        )
+        raise PreconditionRequired("If-Match is required: the session id, the session's ETag, or *")
     match = _CONTENT_RANGE.fullmatch(headers.get("Content-Range", "").strip())
     if match is None:
         raise InvalidRequest("Content-Range must be 'bytes {start}-{end}/{size}'")

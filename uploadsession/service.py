@@ -113,9 +113,7 @@ class UploadSessionService:
             return
         subscription = self.store.get_subscription(principal.tenant_id)
         if subscription is None or not subscription.active:
-            raise AccessDenied(
-                "The tenant does not have an active Universal Print subscription"
-            )
+            raise AccessDenied("The tenant does not have an active Universal Print subscription")
         self._active_tenants[principal.tenant_id] = time.monotonic() + SUBSCRIPTION_CACHE_SECONDS
 
     @staticmethod
@@ -261,7 +259,9 @@ class UploadSessionService:
         metadata = {"documentname": quote(session.document_name), "sessionid": session.id}
         try:
             self.store.commit(
-                session.key, [s.block_id for s in session.segments], session.content_type,
+                session.key,
+                [s.block_id for s in session.segments],
+                session.content_type,
                 metadata,
             )
         except MissingBlocks:

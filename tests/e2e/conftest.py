@@ -36,8 +36,14 @@ class Api:
     def base_url(self) -> str:
         return self.server.base_url
 
-    def token(self, *, tenant: str = TENANT, user: str = tokens.USER, scp: str = READ_WRITE,
-              roles: list[str] | None = None) -> str:
+    def token(
+        self,
+        *,
+        tenant: str = TENANT,
+        user: str = tokens.USER,
+        scp: str = READ_WRITE,
+        roles: list[str] | None = None,
+    ) -> str:
         if roles is not None:
             claims = tokens.app_claims(tenant, roles, tokens.AUDIENCE)
         else:
@@ -47,18 +53,22 @@ class Api:
     def headers(self, **kwargs: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(**kwargs)}"}
 
-    def session_url(self, printer: str | None = None, job: str = "job-1",
-                    document: str | None = None) -> str:
+    def session_url(
+        self, printer: str | None = None, job: str = "job-1", document: str | None = None
+    ) -> str:
         printer = printer or str(uuid.uuid4())
         document = document or str(uuid.uuid4())
-        return (f"{self.base_url}/print/printers/{printer}/jobs/{job}/documents/{document}"
-                "/uploadSession")
+        return (
+            f"{self.base_url}/print/printers/{printer}/jobs/{job}/documents/{document}"
+            "/uploadSession"
+        )
 
     def document_bytes(self, url: str, tenant: str = TENANT) -> tuple[bytes, str]:
         parts = url.split("/")
         printer, job, document = parts[-6], parts[-4], parts[-2]
         blob = self.storage._get_clients()[2].get_blob_client(
-            f"{tenant}/{printer.lower()}/{job}/{document.lower()}")
+            f"{tenant}/{printer.lower()}/{job}/{document.lower()}"
+        )
         download = blob.download_blob()
         return download.readall(), download.properties.content_settings.content_type
 

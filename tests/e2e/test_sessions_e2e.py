@@ -23,14 +23,23 @@ def assert_envelope(response: httpx.Response, status: int, code: str) -> None:
 
 
 def test_a_session_walks_through_create_read_and_every_visibility_rule(
-    api: Api, client: httpx.Client,
+    api: Api,
+    client: httpx.Client,
 ) -> None:
     url = api.session_url()
     created = client.put(url, json=BODY, headers=api.headers())
     assert created.status_code == 200, created.text
     session = created.json()
-    assert list(session) == ["id", "size", "contentType", "documentName", "expiryDateTime",
-                             "createdBy", "missingRanges", "nextExpectedRanges"]
+    assert list(session) == [
+        "id",
+        "size",
+        "contentType",
+        "documentName",
+        "expiryDateTime",
+        "createdBy",
+        "missingRanges",
+        "nextExpectedRanges",
+    ]
     assert GUID.match(session["id"])
     assert session["size"] == 1024
     assert session["missingRanges"] == [{"start": "0", "end": "1023"}]
@@ -64,8 +73,7 @@ def test_a_session_walks_through_create_read_and_every_visibility_rule(
     app = api.headers(roles=["PrintJob.Read.All", "Printer.Read.All"])
     assert client.get(url, headers=app).status_code == 200
 
-    assert_envelope(client.get(url, headers=api.headers(tenant=OTHER_TENANT)), 404,
-                    "itemNotFound")
+    assert_envelope(client.get(url, headers=api.headers(tenant=OTHER_TENANT)), 404, "itemNotFound")
     denied = client.get(url, headers=api.headers(tenant=UNSUBSCRIBED_TENANT))
     assert_envelope(denied, 403, "accessDenied")
     assert "subscription" in denied.json()["error"]["message"]
@@ -90,12 +98,16 @@ def test_bad_ids_and_bodies_get_400_naming_the_problem(api: Api, client: httpx.C
     response = client.put(bad_printer, json=BODY, headers=api.headers())
     assert_envelope(response, 400, "invalidRequest")
     assert "printerId" in response.json()["error"]["message"]
-    assert_envelope(client.get(api.session_url(job="a_b"), headers=api.headers()), 400,
-                    "invalidRequest")
+    assert_envelope(
+        client.get(api.session_url(job="a_b"), headers=api.headers()), 400, "invalidRequest"
+    )
     url = api.session_url()
-    for body, field in [({**BODY, "size": "1"}, "size"), ({**BODY, "extra": 1}, "extra"),
-                        ({**BODY, "contentType": "pdf"}, "contentType"),
-                        ({"size": 1, "contentType": "a/b"}, "documentName")]:
+    for body, field in [
+        ({**BODY, "size": "1"}, "size"),
+        ({**BODY, "extra": 1}, "extra"),
+        ({**BODY, "contentType": "pdf"}, "contentType"),
+        ({"size": 1, "contentType": "a/b"}, "documentName"),
+    ]:
         response = client.put(url, json=body, headers=api.headers())
         assert_envelope(response, 400, "invalidRequest")
         assert field in response.json()["error"]["message"]
@@ -105,12 +117,12 @@ def test_bad_ids_and_bodies_get_400_naming_the_problem(api: Api, client: httpx.C
 
 
 def test_delete_is_for_the_creator_only_and_the_session_is_gone_afterwards(
-    api: Api, client: httpx.Client,
+    api: Api,
+    client: httpx.Client,
 ) -> None:
     url = api.session_url()
     assert client.put(url, json=BODY, headers=api.headers()).status_code == 200
-    everyone = api.headers(user=str(uuid.uuid4()),
-                           scp="PrintJob.ReadWrite.All Printer.Read.All")
+    everyone = api.headers(user=str(uuid.uuid4()), scp="PrintJob.ReadWrite.All Printer.Read.All")
     assert_envelope(client.delete(url, headers=everyone), 403, "accessDenied")
     own_only = api.headers(user=str(uuid.uuid4()))
     assert_envelope(client.delete(url, headers=own_only), 404, "itemNotFound")

@@ -24,16 +24,22 @@ from uploadsession.models import DocumentKey
 MIB = 1024 * 1024
 
 
-def create(client: httpx.Client, api: Api, url: str, size: int,
-           content_type: str = "application/octet-stream") -> dict[str, object]:
+def create(
+    client: httpx.Client,
+    api: Api,
+    url: str,
+    size: int,
+    content_type: str = "application/octet-stream",
+) -> dict[str, object]:
     body = {"size": size, "contentType": content_type, "documentName": "doc.bin"}
     response = client.put(url, json=body, headers=api.headers())
     assert response.status_code == 200, response.text
     return dict(response.json())
 
 
-def post(client: httpx.Client, api: Api, url: str, data: bytes, start: int, size: int,
-         **headers: str) -> httpx.Response:
+def post(
+    client: httpx.Client, api: Api, url: str, data: bytes, start: int, size: int, **headers: str
+) -> httpx.Response:
     end = start + len(data) - 1
     sent = {
         **api.headers(),
@@ -80,7 +86,8 @@ def test_a_25_mb_document_from_4_parallel_clients_arrives_byte_identical(
 
 
 def test_two_segments_with_bytes_form_and_session_id_if_match_complete_with_201(
-    api: Api, client: httpx.Client,
+    api: Api,
+    client: httpx.Client,
 ) -> None:
     url = api.session_url()
     session = create(client, api, url, 11, "text/plain")
@@ -88,35 +95,66 @@ def test_two_segments_with_bytes_form_and_session_id_if_match_complete_with_201(
     assert first.status_code == 202
     assert first.json()["missingRanges"] == [{"start": "6", "end": "10"}]
     etag = first.headers["ETag"]
-    second = client.post(url + "/$value", content=b"world", headers={
-        **api.headers(), "Content-Type": "application/octet-stream",
-        "Content-Range": "bytes=6-10/11", "If-Match": etag})
+    second = client.post(
+        url + "/$value",
+        content=b"world",
+        headers={
+            **api.headers(),
+            "Content-Type": "application/octet-stream",
+            "Content-Range": "bytes=6-10/11",
+            "If-Match": etag,
+        },
+    )
     assert second.status_code == 201, second.text
     assert second.json()["missingRanges"] == []
     assert api.document_bytes(url) == (b"hello world", "text/plain")
     retry = post(client, api, url, b"world", 6, 11)
     assert retry.status_code == 201  # an identical retry after completion
-    assert_envelope(client.put(url, json={"size": 11, "contentType": "text/plain",
-                                          "documentName": "doc.bin"}, headers=api.headers()),
-                    409, "conflict")
+    assert_envelope(
+        client.put(
+            url,
+            json={"size": 11, "contentType": "text/plain", "documentName": "doc.bin"},
+            headers=api.headers(),
+        ),
+        409,
+        "conflict",
+    )
 
 
 BAD_UPLOADS = [
     # (description, data, start, size, extra headers, status, code)
-    ("wrong content type", b"abc", 0, 100, {"Content_Type": "text/plain"}, 415,
-     "invalidRequest"),
+    ("wrong content type", b"abc", 0, 100, {"Content_Type": "text/plain"}, 415, "invalidRequest"),
     ("no If-Match", b"abc", 0, 100, {"If_Match": ""}, 428, "preconditionFailed"),
     ("stale ETag", b"abc", 0, 100, {"If_Match": '"0000"'}, 412, "preconditionFailed"),
     ("malformed range", b"abc", 0, 100, {"Content_Range": "bytes 0-2"}, 400, "invalidRequest"),
-    ("negative range", b"abc", 0, 100, {"Content_Range": "bytes -1-1/100"}, 400,
-     "invalidRequest"),
-    ("64-bit overflow", b"abc", 0, 100,
-     {"Content_Range": "bytes 0-2/99999999999999999999999"}, 400, "invalidRequest"),
-    ("body shorter than range", b"abc", 0, 100, {"Content_Range": "bytes 0-9/100"}, 400,
-     "invalidRequest"),
-    ("bad Content-MD5", b"abc", 0, 100,
-     {"Content_MD5": base64.b64encode(hashlib.md5(b"xyz").digest()).decode()}, 400,
-     "invalidRequest"),
+    ("negative range", b"abc", 0, 100, {"Content_Range": "bytes -1-1/100"}, 400, "invalidRequest"),
+    (
+        "64-bit overflow",
+        b"abc",
+        0,
+        100,
+        {"Content_Range": "bytes 0-2/99999999999999999999999"},
+        400,
+        "invalidRequest",
+    ),
+    (
+        "body shorter than range",
+        b"abc",
+        0,
+        100,
+        {"Content_Range": "bytes 0-9/100"},
+        400,
+        "invalidRequest",
+    ),
+    (
+        "bad Content-MD5",
+        b"abc",
+        0,
+        100,
+        {"Content_MD5": base64.b64encode(hashlib.md5(b"xyz").digest()).decode()},
+        400,
+        "invalidRequest",
+    ),
     ("size mismatch", b"abc", 0, 99, {}, 416, "invalidRange"),
     ("beyond the end", b"abc", 98, 100, {}, 416, "invalidRange"),
     ("overlapping different bytes", b"XYZ", 1, 100, {}, 416, "invalidRange"),
@@ -124,11 +162,21 @@ BAD_UPLOADS = [
 ]
 
 
-@pytest.mark.parametrize(("what", "data", "start", "size", "headers", "status", "code"),
-                         BAD_UPLOADS, ids=[b[0] for b in BAD_UPLOADS])
+@pytest.mark.parametrize(
+    ("what", "data", "start", "size", "headers", "status", "code"),
+    BAD_UPLOADS,
+    ids=[b[0] for b in BAD_UPLOADS],
+)
 def test_a_bad_upload_gets_its_status_and_changes_nothing(
-    api: Api, client: httpx.Client, what: str, data: bytes, start: int, size: int,
-    headers: dict[str, str], status: int, code: str,
+    api: Api,
+    client: httpx.Client,
+    what: str,
+    data: bytes,
+    start: int,
+    size: int,
+    headers: dict[str, str],
+    status: int,
+    code: str,
 ) -> None:
     url = api.session_url()
     create(client, api, url, 100)
@@ -153,7 +201,9 @@ def short_lived_api(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def test_expired_sessions_vanish_and_purge_keeps_committed_documents(
-    short_lived_api: Api, azurite: Azurite, client: httpx.Client,
+    short_lived_api: Api,
+    azurite: Azurite,
+    client: httpx.Client,
 ) -> None:
     api = short_lived_api
     incomplete, complete = api.session_url(), api.session_url()
@@ -170,7 +220,10 @@ def test_expired_sessions_vanish_and_purge_keeps_committed_documents(
     purge = subprocess.run(
         [sys.executable, "-m", "uploadsession", "purge"],
         env={**os.environ, "UPLOADSESSION_STORAGE": azurite.connection_string},
-        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
     )
     assert purge.returncode == 0, purge.stderr
     assert '"sessions": ' in purge.stdout

@@ -44,8 +44,17 @@ def new_key() -> DocumentKey:
 
 def make_session(key: DocumentKey, size: int = 100, **changes: Any) -> Session:
     now = datetime.now(UTC)
-    session = Session(key, str(uuid.uuid4()), size, "application/pdf", "a.pdf", "app-1", "u-1",
-                      now, now + timedelta(hours=1))
+    session = Session(
+        key,
+        str(uuid.uuid4()),
+        size,
+        "application/pdf",
+        "a.pdf",
+        "app-1",
+        "u-1",
+        now,
+        now + timedelta(hours=1),
+    )
     return replace(session, **changes)
 
 
@@ -66,8 +75,9 @@ def committed_bytes(store: AzureStorage, key: DocumentKey) -> tuple[bytes, str]:
 
 def test_a_session_round_trips_with_many_segments_and_a_large_size(storage: AzureStorage) -> None:
     key = new_key()
-    segments = tuple(Segment(i * 10, i * 10 + 9, hashlib.md5(str(i).encode()).digest())
-                     for i in range(6000))  # three binary chunks
+    segments = tuple(
+        Segment(i * 10, i * 10 + 9, hashlib.md5(str(i).encode()).digest()) for i in range(6000)
+    )  # three binary chunks
     session = make_session(key, size=5 * 2**31, segments=segments)
     stored = storage.insert_session(session)
     loaded = storage.get_session(key)
@@ -189,7 +199,8 @@ class FailOnce:
 
 @pytest.mark.parametrize("operation", ["replace_session", "commit"])
 def test_a_fault_between_staging_and_recording_is_repaired_by_a_plain_retry(
-    storage: AzureStorage, operation: str,
+    storage: AzureStorage,
+    operation: str,
 ) -> None:
     storage.put_subscription(TENANT, active=True)
     principal = user()
@@ -260,8 +271,9 @@ def test_purge_removes_expired_staged_bytes_and_keeps_committed_documents(
 ) -> None:
     storage.put_subscription(TENANT, active=True)
     clock = [datetime.now(UTC)]
-    service = UploadSessionService(storage, ttl_seconds=60, max_document_bytes=1 << 20,
-                                   clock=lambda: clock[0])
+    service = UploadSessionService(
+        storage, ttl_seconds=60, max_document_bytes=1 << 20, clock=lambda: clock[0]
+    )
     principal = user()
     incomplete, complete = new_key(), new_key()
     data = random.randbytes(100)

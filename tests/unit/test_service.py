@@ -922,7 +922,6 @@ def test_purge_spares_a_session_renewed_after_it_was_listed(
     assert store.staged(KEY) != {}
 
 
-
 def test_an_identical_retry_carrying_the_etag_its_first_attempt_changed_is_accepted(
     service: UploadSessionService, store: InMemoryStorage
 ) -> None:
