@@ -27,7 +27,7 @@ run: deps
 	@scripts/run-local.sh
 
 ## make test: the whole suite (the tests start and stop Azurite themselves)
-test: deps
+test: deps lint
 	$(BIN)/python -m pytest
 
 ## make bench: the benchmark suite (not part of make test): tables on stdout, then
@@ -51,9 +51,10 @@ load: deps
 	LOAD_SECONDS=$(LOAD_SECONDS) $(BIN)/python -m pytest tests/reliability/test_load.py -s \
 		-p no:cacheprovider --timeout=3600
 
+## make lint: ruff (lint + format) and strict mypy; part of make test
 lint: deps
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check uploadsession tests function_app.py
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 clean:
