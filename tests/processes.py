@@ -1,4 +1,4 @@
-"""Real processes the integration and e2e tests run: Azurite and `uploadsession serve`."""
+"""Real processes the tests and benchmarks run: Azurite and `uploadsession serve`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parents[1]
 AZURITE_KEY = (
@@ -59,9 +60,12 @@ class Azurite:
     """Azurite on free 127.0.0.1 ports with its data in ``location``; can stop and restart
     (on the same ports). ``debug_log``: Azurite's debug log, one line per storage request."""
 
-    def __init__(self, location: Path, *, debug_log: Path | None = None) -> None:
+    def __init__(
+        self, location: Path, *, debug_log: Path | None = None, in_memory: bool = False
+    ) -> None:
         self.location = location
         self.debug_log = debug_log
+        self.in_memory = in_memory  # --inMemoryPersistence: nothing survives a stop
         self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = location / "azurite.log"
@@ -75,25 +79,28 @@ class Azurite:
             f"TableEndpoint=http://127.0.0.1:{self.table_port}/devstoreaccount1;"
         )
 
-    def start(self) -> None:
+    def start(self) -> Self:
         binary = REPO / "node_modules" / ".bin" / "azurite"
         if not binary.exists():
-            raise RuntimeError("Azurite is not installed: run `make test` (it runs npm ci)")
+            raise RuntimeError("Azurite is not installed: run `make` (it runs npm ci)")
         self.location.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = self._popen(binary, out)
         wait_for_ports([self.blob_port, self.table_port], self.proc, "Azurite", self.log)
+        return self
 
     def _popen(self, binary: Path, out: object) -> subprocess.Popen[bytes]:
         debug = ["--debug", str(self.debug_log)] if self.debug_log is not None else []
+        storage = (
+            ["--inMemoryPersistence"] if self.in_memory else ["--location", str(self.location)]
+        )
         return subprocess.Popen(
             [
                 str(binary),
                 "--silent",
                 "--disableTelemetry",
                 "--skipApiVersionCheck",
-                "--location",
-                str(self.location),
+                *storage,
                 *debug,
                 "--blobHost",
                 "127.0.0.1",
@@ -133,7 +140,7 @@ class Server:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/beta"
 
-    def start(self) -> None:
+    def start(self) -> Self:
         args = [
             sys.executable,
             "-m",
@@ -157,6 +164,7 @@ class Server:
                 stderr=subprocess.STDOUT,
             )
         wait_for_ports([self.port], self.proc, "uploadsession serve", self.log)
+        return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None:

@@ -346,36 +346,19 @@ class AzureStorage:
         return self._clients
 
     def _table_call(self, table: Any, fn: Callable[[], T], what: str) -> T:
-        """Run ``fn``; on TableNotFound create the table once and retry."""
-
-        with translate_azure_errors(what):
-            try:
-                return fn()
-            except HttpResponseError as exc:
-                if not _is_not_found(exc, "TableNotFound"):
-                    raise
-                _create_table(table)
-                return fn()
+        return _call_creating(fn, what, "TableNotFound", table.create_table)
 
     def _blob_call(self, fn: Callable[[], T], what: str) -> T:
-
         container = self._get_clients()[2]
-        with translate_azure_errors(what):
-            try:
-                return fn()
-            except HttpResponseError as exc:
-                if not _is_not_found(exc, "ContainerNotFound"):
-                    raise
-                _create_container(container)
-                return fn()
+        return _call_creating(fn, what, "ContainerNotFound", container.create_container)
 
     def ensure_resources(self) -> None:
         """Create the tables and the container if missing (CLI and tests; not per request)."""
         sessions, subscriptions, container = self._get_clients()
         with translate_azure_errors("creating storage resources"):
-            _create_table(sessions)
-            _create_table(subscriptions)
-            _create_container(container)
+            _create(sessions.create_table)
+            _create(subscriptions.create_table)
+            _create(container.create_container)
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -552,13 +535,20 @@ def _with_etag(session: Session, meta: Any) -> Session:
     return replace(session, storage_etag=meta["etag"])
 
 
-def _create_table(table: Any) -> None:
-
+def _create(create: Callable[[], Any]) -> None:
+    """Create a table or container; one that already exists is fine."""
     with suppress(ResourceExistsError):
-        table.create_table()
+        create()
 
 
-def _create_container(container: Any) -> None:
-
-    with suppress(ResourceExistsError):
-        container.create_container()
+def _call_creating(fn: Callable[[], T], what: str, missing: str, create: Callable[[], Any]) -> T:
+    """Run ``fn``; if the service says ``missing`` (TableNotFound / ContainerNotFound), create
+    it once and retry — so no request pays for an existence check."""
+    with translate_azure_errors(what):
+        try:
+            return fn()
+        except HttpResponseError as exc:
+            if not _is_not_found(exc, missing):
+                raise
+            _create(create)
+            return fn()
