@@ -7,6 +7,7 @@ Never use this key for anything but local development: ``.local/`` is git-ignore
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -55,8 +56,6 @@ def ensure_key(key_dir: Path) -> tuple[rsa.RSAPrivateKey, str]:
 
 def key_id(key: rsa.RSAPrivateKey) -> str:
     """A stable kid: a hash of the public key (so the JWKS and tokens always agree)."""
-    import hashlib
-
     der = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -187,7 +187,7 @@ def _release_frames(error: BaseException) -> None:
         pending += [current.__cause__, current.__context__]
 
 
-def _is_not_found(exc: BaseException, code: str) -> bool:
+def _has_error_code(exc: BaseException, code: str) -> bool:
     """Whether ``exc`` carries the storage error code ``code`` (the SDKs raise either a
     ResourceNotFoundError or a bare HttpResponseError depending on the operation)."""
     error_code = getattr(exc, "error_code", None)
@@ -212,7 +212,6 @@ def _utc(value: Any) -> datetime:
 
 
 def session_to_entity(session: Session) -> dict[str, Any]:
-
     key = session.key
     entity: dict[str, Any] = {
         "PartitionKey": key.tenant_id,
@@ -285,7 +284,6 @@ class AzureStorage:
     # -- clients -------------------------------------------------------------------------
 
     def _build_clients(self) -> tuple[Any, Any, Any]:
-
         # One pooled HTTP session for both services, large enough for the host's concurrency.
         session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
@@ -363,18 +361,13 @@ class AzureStorage:
     # -- sessions ------------------------------------------------------------------------
 
     def get_session(self, key: DocumentKey) -> Session | None:
-
         table = self._get_clients()[0]
-
-        def read() -> Session | None:
+        with translate_azure_errors("reading a session"):
             try:
                 entity = table.get_entity(key.tenant_id, row_key(key))
             except ResourceNotFoundError:
                 return None  # no such entity, or no table yet: nothing was ever stored
-            return entity_to_session(entity)
-
-        with translate_azure_errors("reading a session"):
-            return read()
+        return entity_to_session(entity)
 
     def insert_session(self, session: Session) -> Session:
         table = self._get_clients()[0]
@@ -383,7 +376,6 @@ class AzureStorage:
         return _with_etag(session, meta)
 
     def replace_session(self, session: Session) -> Session:
-
         table = self._get_clients()[0]
         entity = session_to_entity(session)
         with translate_azure_errors("updating a session"):
@@ -399,7 +391,6 @@ class AzureStorage:
         return _with_etag(session, meta)
 
     def delete_session(self, session: Session) -> None:
-
         table = self._get_clients()[0]
         with translate_azure_errors("deleting a session"):
             # delete_entity treats "already gone" as success; a changed ETag raises.
@@ -411,7 +402,6 @@ class AzureStorage:
             )
 
     def expired_sessions(self, now: datetime, page_size: int = 100) -> Iterator[Session]:
-
         table = self._get_clients()[0]
         with translate_azure_errors("listing expired sessions"):
             try:
@@ -421,13 +411,12 @@ class AzureStorage:
                 for page in pages:
                     yield from (entity_to_session(e) for e in page)
             except ResourceNotFoundError as exc:
-                if not _is_not_found(exc, "TableNotFound"):
+                if not _has_error_code(exc, "TableNotFound"):
                     raise
 
     # -- subscriptions -------------------------------------------------------------------
 
     def get_subscription(self, tenant_id: str) -> Subscription | None:
-
         table = self._get_clients()[1]
         with translate_azure_errors("reading a subscription"):
             try:
@@ -437,7 +426,6 @@ class AzureStorage:
         return Subscription(tenant_id, entity["State"] == "active", _utc(entity["Updated"]))
 
     def put_subscription(self, tenant_id: str, active: bool) -> Subscription:
-
         table = self._get_clients()[1]
         now = datetime.now(UTC)
         entity = {
@@ -481,12 +469,11 @@ class AzureStorage:
                     metadata=metadata,
                 )
             except HttpResponseError as exc:
-                if _is_not_found(exc, "InvalidBlockList"):
+                if _has_error_code(exc, "InvalidBlockList"):
                     raise MissingBlocks(key.blob_name) from exc
                 raise
 
     def staged_block_ids(self, key: DocumentKey) -> set[str]:
-
         blob = self._blob(key)
         with translate_azure_errors("listing staged segments"):
             try:
@@ -548,7 +535,7 @@ def _call_creating(fn: Callable[[], T], what: str, missing: str, create: Callabl
         try:
             return fn()
         except HttpResponseError as exc:
-            if not _is_not_found(exc, missing):
+            if not _has_error_code(exc, missing):
                 raise
             _create(create)
             return fn()
