@@ -27,6 +27,9 @@ param authAudiences string
 @description('AUTH_JWKS_URI: where token signing keys come from. Empty: the common Entra ID keys of this cloud.')
 param authJwksUri string = ''
 
+@description('AUTH_V1_ISSUER_HOST: the issuer host of v1 tokens in this cloud (https://sts.windows.net in the public and US Government clouds, https://sts.chinacloudapi.cn in Azure China).')
+param authV1IssuerHost string = 'https://sts.windows.net'
+
 @description('AUTH_CLOCK_SKEW_SECONDS: leeway for exp and nbf.')
 @minValue(0)
 param authClockSkewSeconds int = 300
@@ -94,6 +97,8 @@ var routePrefix = loadJsonContent('../host.json').extensions.http.routePrefix
 
 var functionAppName = '${abbrs.functionApp}${resourceToken}'
 var defaultJwksUri = '${environment().authentication.loginEndpoint}common/discovery/v2.0/keys'
+// The v2 token issuer is {loginEndpoint}{tid}/v2.0 in every cloud (loginEndpoint ends in '/').
+var authorityHost = take(environment().authentication.loginEndpoint, length(environment().authentication.loginEndpoint) - 1)
 
 resource rg 'Microsoft.Resources/resourceGroups@2022-09-01' = {
   name: '${abbrs.resourceGroup}${environmentName}'
@@ -172,6 +177,8 @@ module functionApp 'modules/function-app.bicep' = {
       AZURE_CLIENT_ID: identity.outputs.clientId
       AUTH_AUDIENCES: authAudiences
       AUTH_JWKS_URI: empty(authJwksUri) ? defaultJwksUri : authJwksUri
+      AUTH_AUTHORITY_HOST: authorityHost
+      AUTH_V1_ISSUER_HOST: authV1IssuerHost
       AUTH_CLOCK_SKEW_SECONDS: string(authClockSkewSeconds)
       UPLOAD_SESSION_TTL_SECONDS: string(uploadSessionTtlSeconds)
       MAX_DOCUMENT_BYTES: string(maxDocumentBytes)

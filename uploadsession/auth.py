@@ -37,6 +37,9 @@ MAX_TOKEN_CHARS = 16384
 ALGORITHM = "RS256"
 #: How many verified tokens a validator remembers (oldest forgotten first).
 VERIFIED_TOKENS_KEPT = 1024
+#: The public cloud's issuers; sovereign clouds set AUTH_AUTHORITY_HOST / AUTH_V1_ISSUER_HOST.
+PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com"
+PUBLIC_V1_ISSUER_HOST = "https://sts.windows.net"
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # JWS compact serialization: three base64url segments (an empty signature is left to the alg check).
@@ -120,6 +123,8 @@ class TokenValidator:
         jwks: KeySource,
         *,
         clock_skew_seconds: int = 300,
+        authority_host: str = PUBLIC_AUTHORITY_HOST,
+        v1_issuer_host: str = PUBLIC_V1_ISSUER_HOST,
         now: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(audiences, str) or not audiences:
@@ -127,6 +132,7 @@ class TokenValidator:
         self._audiences = list(audiences)
         self._jwks = jwks
         self._leeway = clock_skew_seconds
+        self._issuer_hosts = (authority_host.rstrip("/"), v1_issuer_host.rstrip("/"))
         self._now = now
         # token → (kid, the key object that verified it, its verified claims); insertion order.
         self._verified: dict[str, tuple[str, Any, dict[str, Any]]] = {}
@@ -149,7 +155,7 @@ class TokenValidator:
             claims = self._verified_claims(token, key)
             self._remember(token, kid, key, claims)
         self._check_times(claims)
-        tenant_id = _tenant(claims)
+        tenant_id = _tenant(claims, *self._issuer_hosts)
         if tenant_id == PERSONAL_ACCOUNT_TENANT:
             raise AccessDenied(
                 "Personal Microsoft accounts are not supported; use a work or school account."
@@ -250,13 +256,14 @@ def _guid_claim(claims: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def _tenant(claims: Mapping[str, Any]) -> str:
-    """The lower-case tenant id, after checking ``iss`` against the token's own ``tid``."""
+def _tenant(claims: Mapping[str, Any], authority_host: str, v1_issuer_host: str) -> str:
+    """The lower-case tenant id, after checking ``iss`` against the token's own ``tid``: the
+    v2 issuer ``{authority}/{tid}/v2.0`` or the v1 issuer ``{v1 host}/{tid}/`` of the cloud."""
     tid = _guid_claim(claims, "tid")
     iss = claims.get("iss")
     if iss is None:
         raise InvalidToken("The token has no iss claim.")
-    accepted = (f"https://login.microsoftonline.com/{tid}/v2.0", f"https://sts.windows.net/{tid}/")
+    accepted = (f"{authority_host}/{tid}/v2.0", f"{v1_issuer_host}/{tid}/")
     if not isinstance(iss, str) or iss not in accepted:
         raise InvalidToken("The token's issuer (iss) does not match its tenant (tid).")
     return tid.lower()

@@ -15,6 +15,9 @@ from urllib.parse import urlparse
 from uploadsession.errors import ConfigError
 
 STORAGE = "UPLOADSESSION_STORAGE"
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+DEFAULT_V1_ISSUER_HOST = "https://sts.windows.net"
+JWKS_PATH = "/common/discovery/v2.0/keys"
 DEFAULT_JWKS_URI = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
 DEFAULT_PURGE_SCHEDULE = "0 */5 * * * *"
 
@@ -38,6 +41,9 @@ class Settings:
     storage: StorageSettings
     auth_audiences: tuple[str, ...]
     jwks_uri: str = DEFAULT_JWKS_URI
+    #: The cloud's login endpoint (v2 issuer ``{authority}/{tid}/v2.0``) and v1 token issuer.
+    authority_host: str = DEFAULT_AUTHORITY_HOST
+    v1_issuer_host: str = DEFAULT_V1_ISSUER_HOST
     clock_skew_seconds: int = 300
     session_ttl_seconds: int = 86400
     max_document_bytes: int = 1073741824
@@ -65,6 +71,17 @@ def _uri(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     if parsed.scheme not in schemes or not (parsed.netloc or parsed.scheme == "file"):
         raise ConfigError(f"{name} must be a {'/'.join(schemes)} URI, got {raw!r}")
     return raw
+
+
+def _origin(env: Mapping[str, str], name: str) -> str | None:
+    """An ``https://host`` origin (no path), without a trailing slash."""
+    raw = _uri(env, name, ("https",))
+    if raw is None:
+        return None
+    parsed = urlparse(raw)
+    if parsed.path.strip("/") or parsed.query or parsed.fragment:
+        raise ConfigError(f"{name} must be an https:// origin without a path, got {raw!r}")
+    return f"https://{parsed.netloc}"
 
 
 def storage_settings(env: Mapping[str, str] | None = None) -> StorageSettings:
@@ -95,7 +112,9 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
     audiences = tuple(a.strip() for a in env.get("AUTH_AUDIENCES", "").split(",") if a.strip())
     if not audiences:
         raise ConfigError("AUTH_AUDIENCES is required: comma-separated accepted 'aud' values")
-    jwks_uri = _uri(env, "AUTH_JWKS_URI", ("https", "http", "file")) or DEFAULT_JWKS_URI
+    authority = _origin(env, "AUTH_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST
+    v1_issuer = _origin(env, "AUTH_V1_ISSUER_HOST") or DEFAULT_V1_ISSUER_HOST
+    jwks_uri = _uri(env, "AUTH_JWKS_URI", ("https", "http", "file")) or authority + JWKS_PATH
     max_document = _int(env, "MAX_DOCUMENT_BYTES", 1073741824, minimum=1)
     max_segment = _int(env, "MAX_SEGMENT_BYTES", 10485760, minimum=1)
     if max_segment > 100 * 1024 * 1024:
@@ -105,6 +124,8 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         storage=storage,
         auth_audiences=audiences,
         jwks_uri=jwks_uri,
+        authority_host=authority,
+        v1_issuer_host=v1_issuer,
         clock_skew_seconds=_int(env, "AUTH_CLOCK_SKEW_SECONDS", 300, minimum=0),
         session_ttl_seconds=_int(env, "UPLOAD_SESSION_TTL_SECONDS", 86400, minimum=1),
         max_document_bytes=max_document,

@@ -38,6 +38,8 @@ def build_runtime(settings: Settings) -> Runtime:
         settings.auth_audiences,
         JwksCache(settings.jwks_uri),
         clock_skew_seconds=settings.clock_skew_seconds,
+        authority_host=settings.authority_host,
+        v1_issuer_host=settings.v1_issuer_host,
     )
     service = UploadSessionService(
         AzureStorage(settings.storage),

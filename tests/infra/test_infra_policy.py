@@ -180,6 +180,12 @@ def test_app_setting_defaults_equal_the_defaults_of_config_py() -> None:
     # An empty authJwksUri stands for the common keys of the cloud deployed to.
     assert settings["AUTH_JWKS_URI"] == Expr("empty(authJwksUri) ? defaultJwksUri : authJwksUri")
     assert main.get("param", "authJwksUri").value == ""
+    # Issuers follow the cloud too: the authority is its login endpoint without the slash.
+    assert settings["AUTH_AUTHORITY_HOST"] == Expr("authorityHost")
+    assert settings["AUTH_V1_ISSUER_HOST"] == Expr("authV1IssuerHost")
+    assert main.get("param", "authV1IssuerHost").value == constants["DEFAULT_V1_ISSUER_HOST"]
+    authority = main.get("var", "authorityHost").value.text
+    assert "environment().authentication.loginEndpoint" in authority
     jwks = main.get("var", "defaultJwksUri").value.text.strip("'")
     public_cloud = jwks.replace(
         "${environment().authentication.loginEndpoint}", PUBLIC_CLOUD_LOGIN_ENDPOINT

@@ -161,6 +161,27 @@ def test_a_v1_token_with_sts_issuer_and_appid_is_accepted(
     assert found.tenant_id == TENANT
 
 
+def test_a_sovereign_cloud_validator_accepts_its_own_issuers_and_refuses_the_public_one(
+    keys: Keys,
+) -> None:
+    source = StaticKeys(build_jwks((keys.signing, KID)))
+    china = TokenValidator(
+        [AUDIENCE],
+        source,
+        clock_skew_seconds=SKEW,
+        authority_host="https://login.chinacloudapi.cn/",
+        v1_issuer_host="https://sts.chinacloudapi.cn",
+        now=lambda: NOW,
+    )
+    v2 = user(iss=f"https://login.chinacloudapi.cn/{TENANT}/v2.0")
+    v1 = user(iss=f"https://sts.chinacloudapi.cn/{TENANT}/", azp=None, appid=APP, ver="1.0")
+    assert china.validate(bearer(mint(keys.signing, KID, **v2))).tenant_id == TENANT
+    assert china.validate(bearer(mint(keys.signing, KID, **v1))).app_id == APP
+    public = user(iss=f"https://login.microsoftonline.com/{TENANT}/v2.0")
+    with pytest.raises(InvalidToken, match="issuer"):
+        china.validate(bearer(mint(keys.signing, KID, **public)))
+
+
 def test_the_scheme_is_case_insensitive_and_whitespace_tolerated(
     keys: Keys, validator: TokenValidator
 ) -> None:

@@ -43,6 +43,24 @@ def test_defaults_match_the_design() -> None:
     assert settings.jwks_uri == DEFAULT_JWKS_URI
 
 
+def test_a_sovereign_cloud_authority_sets_the_issuers_and_the_default_jwks() -> None:
+    settings = parse_settings(
+        {
+            **BASE,
+            "AUTH_AUTHORITY_HOST": "https://login.microsoftonline.us/",
+            "AUTH_V1_ISSUER_HOST": "https://sts.windows.net",
+        }
+    )
+    assert settings.authority_host == "https://login.microsoftonline.us"
+    assert settings.v1_issuer_host == "https://sts.windows.net"
+    assert settings.jwks_uri == "https://login.microsoftonline.us/common/discovery/v2.0/keys"
+
+
+@pytest.mark.parametrize("value", ["http://login.example", "https://login.example/tenant", "x"])
+def test_an_authority_that_is_not_an_https_origin_is_refused_by_name(value: str) -> None:
+    assert "AUTH_AUTHORITY_HOST" in _refused({**BASE, "AUTH_AUTHORITY_HOST": value})
+
+
 def test_storage_names_match_the_design() -> None:
     assert (config.SESSIONS_TABLE, config.SUBSCRIPTIONS_TABLE, config.DOCUMENTS_CONTAINER) == (
         "uploadsessions",
