@@ -15,6 +15,11 @@ export UPLOAD_SESSION_TTL_SECONDS="${UPLOAD_SESSION_TTL_SECONDS:-86400}"
 
 port_open() { "$bin/python" -c "import socket,sys; s=socket.socket(); s.settimeout(0.3); sys.exit(s.connect_ex(('127.0.0.1', int(sys.argv[1]))))" "$1"; }
 
+if port_open "$port"; then
+  echo "Port $port is already in use (another 'make run'?). Stop it, or choose another port: PORT=7072 make run" >&2
+  exit 1
+fi
+
 if port_open 10000 && port_open 10002; then
   echo "Azurite already running on 127.0.0.1:10000/10002; reusing it."
 else

@@ -18,10 +18,21 @@ AZURITE_KEY = (
 )
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: every socket stays bound until all are chosen, so the
+    kernel cannot hand out the same port twice (binding and closing one at a time can)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def port_open(port: int) -> bool:
@@ -66,7 +77,7 @@ class Azurite:
         self.location = location
         self.debug_log = debug_log
         self.in_memory = in_memory  # --inMemoryPersistence: nothing survives a stop
-        self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
+        self.blob_port, self.queue_port, self.table_port = free_ports(3)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = location / "azurite.log"
 
