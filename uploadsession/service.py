@@ -99,7 +99,7 @@ class UploadSessionService:
         self._clock = clock
         self._sleep = sleep
         self._new_id = new_id
-        self._active_tenants: dict[str, float] = {}
+        self._active_tenants: dict[str, datetime] = {}
         self._lock = threading.Lock()
         #: ETag-conditional writes that lost a race and were retried (observable in tests).
         self.write_conflicts = 0
@@ -109,12 +109,15 @@ class UploadSessionService:
     def _admit(self, principal: Principal, operation: Operation) -> None:
         authorize(principal, operation)
         until = self._active_tenants.get(principal.tenant_id)
-        if until is not None and until > time.monotonic():
+        now = self._clock()
+        if until is not None and until > now:
             return
         subscription = self.store.get_subscription(principal.tenant_id)
         if subscription is None or not subscription.active:
             raise AccessDenied("The tenant does not have an active Universal Print subscription")
-        self._active_tenants[principal.tenant_id] = time.monotonic() + SUBSCRIPTION_CACHE_SECONDS
+        self._active_tenants[principal.tenant_id] = now + timedelta(
+            seconds=SUBSCRIPTION_CACHE_SECONDS
+        )
 
     @staticmethod
     def _is_creator(principal: Principal, session: Session) -> bool:

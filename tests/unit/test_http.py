@@ -481,6 +481,9 @@ BAD_UPLOADS = {
         413,
         "invalidRequest",
     ),
+    "body over the limit with a valid range": Bad(
+        {"Content-Range": f"bytes 0-9/{SIZE}"}, DATA[: MAX_SEGMENT + 1], 413, "invalidRequest"
+    ),
     "range over the segment limit": Bad(
         {"Content-Range": f"bytes 0-{MAX_SEGMENT}/{SIZE}"}, DATA[:10], 413, "invalidRequest"
     ),
@@ -614,3 +617,28 @@ def test_an_unexpected_exception_is_500_without_internals(api: Api) -> None:
     text = response.get_body().decode()
     for leaked in ("Traceback", "RuntimeError", "secret", "store.py", 'File "'):
         assert leaked not in text
+
+
+# -- behaviours hand-made mutants showed untested ------------------------------------------
+
+
+@pytest.mark.parametrize("client_request_id", ["", "has space", "x" * 129, "tab\tinside"])
+def test_an_invalid_client_request_id_is_replaced_by_the_request_id(
+    api: Api, client_request_id: str
+) -> None:
+    response = get(api, headers={"client-request-id": client_request_id})
+    assert response.headers["client-request-id"] == response.headers["request-id"]
+
+
+def test_session_responses_are_private_and_revalidated(api: Api) -> None:
+    for response in (create(api), get(api), post(api, 0, 9)):
+        assert response.headers.get("Cache-Control") == "private, no-cache"
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_if_match_may_name_the_session_id_quoted_or_not(api: Api, quoted: bool) -> None:
+    session_id = session_of(create(api))["id"]
+    tag = f'"{session_id}"' if quoted else session_id.upper()
+    response = post(api, 0, 9, headers={"If-Match": tag})
+    assert response.status_code == 202
+    assert session_of(response)["missingRanges"][0] == {"start": "10", "end": str(SIZE - 1)}

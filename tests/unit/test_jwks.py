@@ -311,6 +311,17 @@ def test_an_oversized_jwks_is_refused(server: JwksServer) -> None:
         cache(server.url, FakeClock()).get_key("k1")
 
 
+def test_a_valid_jwks_padded_past_the_size_limit_is_refused(
+    server: JwksServer, key: rsa.RSAPrivateKey
+) -> None:
+    document = json.dumps(build_jwks((key, "k1"))).encode()
+    server.serve(document + b" " * (1024 * 1024 + 1 - len(document)))  # still valid JSON
+    with pytest.raises(ServiceUnavailable):
+        cache(server.url, FakeClock()).get_key("k1")
+    server.serve(document + b" " * (1024 * 1024 - len(document)))  # exactly at the limit
+    assert same_key(cache(server.url, FakeClock()).get_key("k1"), key)
+
+
 # --- which keys -------------------------------------------------------------------------
 
 

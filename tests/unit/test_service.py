@@ -384,6 +384,27 @@ def test_a_suspended_tenant_is_denied(store: InMemoryStorage, clock: Clock) -> N
     assert store.sessions() == []
 
 
+def test_a_suspension_takes_effect_once_the_60_s_cache_of_an_active_tenant_runs_out(
+    store: InMemoryStorage, clock: Clock, service: UploadSessionService
+) -> None:
+    service.create(ALICE_RW, KEY, request())
+    store.put_subscription(TENANT, False)
+    clock.advance(59)
+    service.get(ALICE_RW, KEY)  # still trusted from the first request
+    clock.advance(2)
+    with pytest.raises(AccessDenied, match="subscription"):
+        service.get(ALICE_RW, KEY)
+
+
+def test_an_activation_takes_effect_at_once(store: InMemoryStorage, clock: Clock) -> None:
+    store.put_subscription(TENANT, False)
+    service = make_service(store, clock)
+    with pytest.raises(AccessDenied, match="subscription"):
+        service.create(ALICE_RW, KEY, request())
+    store.put_subscription(TENANT, True)
+    service.create(ALICE_RW, KEY, request())
+
+
 @pytest.mark.parametrize(
     "principal",
     [
