@@ -162,6 +162,14 @@ BAD_UPLOADS = [
 ]
 
 
+def test_one_byte_segments_over_http_complete_a_document(api: Api, client: httpx.Client) -> None:
+    url = api.session_url()
+    create(client, api, url, 3)
+    statuses = [post(client, api, url, bytes([b]), i, 3).status_code for i, b in enumerate(b"abc")]
+    assert statuses == [202, 202, 201]
+    assert api.document_bytes(url) == (b"abc", "application/octet-stream")
+
+
 @pytest.mark.parametrize(
     ("what", "data", "start", "size", "headers", "status", "code"),
     BAD_UPLOADS,
