@@ -35,7 +35,7 @@ test: deps lint
 bench: deps
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
-	$(BIN)/python -m bench.report
+	$(BIN)/python -m bench.report $(if $(findstring --quick,$(BENCH_ARGS)),--input bench/results/quick/latest.json)
 
 ## make fuzz: Schemathesis against `uploadsession serve` + Azurite, FUZZ_SCALE times the
 ## examples of make test (about 1,200 requests per unit of scale)

@@ -37,6 +37,8 @@ from uploadsession.store import AzureStorage
 
 RESULTS = REPO / "bench" / "results"
 LATEST_JSON = RESULTS / "latest.json"
+#: Where ``--quick`` smoke runs go (git-ignored), so they never overwrite the committed results.
+QUICK_JSON = RESULTS / "quick" / "latest.json"
 AUDIENCE = "api://uploadsession-bench"
 TENANT = devtoken.DEV_TENANT
 USER = devtoken.DEV_USER

@@ -1,7 +1,8 @@
 """Run the benchmarks: ``python -m bench.run [--only NAME[,NAME]] [--quick] [--list]``.
 
 Each benchmark starts its own Azurite (and ``uploadsession serve`` where it needs one), prints
-its table and merges its entry into ``bench/results/latest.json``; ``python -m bench.report``
+its table and merges its entry into ``bench/results/latest.json`` (``--quick`` smoke runs into
+the git-ignored ``bench/results/quick/latest.json`` instead); ``python -m bench.report``
 renders ``latest.md`` and the chart from that file. A missed target is reported, not an error:
 the exit status is non-zero only when a benchmark could not run.
 """
@@ -15,7 +16,7 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from bench.harness import Check, Config, print_result, render_table, save
+from bench.harness import LATEST_JSON, QUICK_JSON, Check, Config, print_result, render_table, save
 
 #: name → module, in the order ``make bench`` runs them (cheap and independent first).
 BENCHMARKS = {
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
     names = [n for n in BENCHMARKS if not selected or n in selected]
     config = Config(quick=args.quick)
+    output = QUICK_JSON if args.quick else LATEST_JSON
     checks: list[tuple[str, Check]] = []
     failed: list[str] = []
     started = time.perf_counter()
@@ -68,9 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         result.seconds = time.perf_counter() - began
         print_result(result)
         if not args.no_save:
-            save(result)
+            save(result, output)
         checks.extend((name, check) for check in result.checks)
     print(f"\n== summary ({time.perf_counter() - started:.0f} s)")
+    if not args.no_save:
+        print(f"results merged into {output}")
     print(
         render_table(
             ["benchmark", "check", "ratio", "target", "met"],
