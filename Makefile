@@ -4,26 +4,33 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+STAMP_RUN := $(VENV)/.installed-run
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: run test lint bench fuzz load clean deps
+.PHONY: run test lint bench fuzz load clean deps deps-run
 
+# Running needs only the runtime requirements and Azurite; testing adds the dev tools.
+deps-run: $(STAMP_RUN) $(STAMP_NODE)
 deps: $(STAMP_PY) $(STAMP_NODE)
 
-$(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP_RUN): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (set PYTHON=...)"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
+$(STAMP_PY): $(STAMP_RUN) requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
 $(STAMP_NODE): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund
 	@touch $@
 
 ## make run: Azurite + a dev tenant + the app on http://localhost:7071, with a dev token printed
-run: deps
+run: deps-run
 	@scripts/run-local.sh
 
 ## make test: the whole suite (the tests start and stop Azurite themselves)
