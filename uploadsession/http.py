@@ -14,6 +14,8 @@ import hashlib
 import json
 import logging
 import re
+import sys
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,12 +23,14 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
+from uploadsession import telemetry
 from uploadsession.errors import (
     ApiError,
     ConfigError,
     InvalidRequest,
     PayloadTooLarge,
     PreconditionRequired,
+    ServiceUnavailable,
     UnsupportedMediaType,
 )
 from uploadsession.models import CreateRequest, DocumentKey, SegmentUpload, render
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
     from uploadsession.auth import Principal
 
 log = logging.getLogger(__name__)
+#: One record per request (function, status, duration, outcome, tenant, document key).
+_REQUEST_LOG = logging.getLogger("uploadsession.request")
 
 SESSION_ROUTE = "print/printers/{printerId}/jobs/{jobId}/documents/{documentId}/uploadSession"
 VALUE_ROUTE = SESSION_ROUTE + "/$value"
@@ -68,25 +74,66 @@ def error_body(error: ApiError, request_id: str, client_request_id: str) -> byte
 
 
 def _respond(req: func.HttpRequest, action: Handler) -> func.HttpResponse:
-    """Run ``action``; map every failure to the envelope; add the id headers."""
+    """Run ``action``; map every failure to the envelope; add the id headers.
+
+    One server span and one ``uploadsession.request`` log record per request, both with the
+    request-id and client-request-id (which every other record of the request carries too);
+    never the Authorization header, a capability or the query string.
+    """
+    started = time.perf_counter()
+    telemetry.configure()
+    # The registered function's name (the caller of _respond) names the span and the record.
+    function = sys._getframe(1).f_code.co_name
     request_id = str(uuid.uuid4())
     client_request_id = req.headers.get("client-request-id", "")
     if not _CLIENT_REQUEST_ID.fullmatch(client_request_id):
         client_request_id = request_id
-    try:
-        response = action(req)
-    except ApiError as exc:
-        response = _error(exc, request_id, client_request_id)
-    except ConfigError as exc:
-        log.error("configuration error: %s", exc)
-        response = _error(
-            ApiError(f"The service is misconfigured: {exc}"), request_id, client_request_id
+    with telemetry.request_scope(function, request_id, client_request_id) as scope:
+        outcome = "ok"
+        try:
+            response = action(req)
+        except ApiError as exc:
+            outcome = exc.code
+            if exc.status in (401, 403):
+                log.info("request refused (%d %s): %s", exc.status, exc.code, exc.message)
+            elif isinstance(exc, ServiceUnavailable):
+                telemetry.count(telemetry.UNAVAILABLE, cause=telemetry.unavailable_cause(exc))
+            response = _error(exc, request_id, client_request_id)
+        except ConfigError as exc:
+            outcome = "misconfigured"
+            log.error("configuration error: %s", exc)
+            telemetry.count(telemetry.UNAVAILABLE, cause="misconfigured")
+            response = _error(
+                ApiError(f"The service is misconfigured: {exc}"), request_id, client_request_id
+            )
+        except Exception:
+            outcome = "unhandled"
+            log.exception("unhandled error (request-id %s)", request_id)
+            response = _error(
+                ApiError("An unexpected error occurred"), request_id, client_request_id
+            )
+        response.headers["request-id"] = request_id
+        response.headers["client-request-id"] = client_request_id
+        status = response.status_code
+        telemetry.finish(scope, status, outcome)
+        milliseconds = round((time.perf_counter() - started) * 1000, 1)
+        _REQUEST_LOG.info(
+            "%s %s %d %s %.1fms",
+            function,
+            req.method,
+            status,
+            outcome,
+            milliseconds,
+            extra={
+                "function": function,
+                "method": req.method,
+                "status": status,
+                "outcome": outcome,
+                "duration_ms": milliseconds,
+                "tenant_id": scope.tenant or "",
+                "document_key": scope.document or "",
+            },
         )
-    except Exception:
-        log.exception("unhandled error (request-id %s)", request_id)
-        response = _error(ApiError("An unexpected error occurred"), request_id, client_request_id)
-    response.headers["request-id"] = request_id
-    response.headers["client-request-id"] = client_request_id
     return response
 
 
@@ -111,6 +158,7 @@ def _session_response(session_body: bytes, etag: str, status: int) -> func.HttpR
 def _principal_and_key(req: func.HttpRequest) -> tuple[Runtime, Principal, DocumentKey]:
     runtime = get_runtime()
     principal = runtime.validator.validate(req.headers.get("Authorization"))
+    telemetry.annotate(tenant=principal.tenant_id)
     params = req.route_params
     key = DocumentKey.parse(
         principal.tenant_id,
@@ -118,6 +166,7 @@ def _principal_and_key(req: func.HttpRequest) -> tuple[Runtime, Principal, Docum
         params.get("jobId", ""),
         params.get("documentId", ""),
     )
+    telemetry.annotate(document=key.blob_name)
     return runtime, principal, key
 
 

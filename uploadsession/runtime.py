@@ -56,7 +56,9 @@ def get_runtime() -> Runtime:
         with _lock:
             if _runtime is None:
                 from uploadsession.config import get_settings
+                from uploadsession.telemetry import configure
 
+                configure()  # OpenTelemetry, once, before the first storage client exists
                 _runtime = build_runtime(get_settings())
     return _runtime
 

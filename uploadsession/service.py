@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
+from uploadsession import telemetry
 from uploadsession.auth import Operation, Principal, authorize, sees_all
 from uploadsession.errors import (
     AccessDenied,
@@ -137,6 +138,7 @@ class UploadSessionService:
     def _backoff(self, attempt: int) -> None:
         with self._lock:
             self.write_conflicts += 1
+        telemetry.count(telemetry.WRITE_RETRIES)
         self._sleep(random.uniform(0, min(0.25, 0.005 * 2**attempt)))
 
     # -- use cases -----------------------------------------------------------------------
@@ -179,11 +181,14 @@ class UploadSessionService:
             )
             try:
                 if existing is None:
-                    return self.store.insert_session(session)
-                # An expired session counts as absent: replace it, if nobody else did.
-                return self.store.replace_session(
-                    replace(session, storage_etag=existing.storage_etag)
-                )
+                    created = self.store.insert_session(session)
+                else:
+                    # An expired session counts as absent: replace it, if nobody else did.
+                    created = self.store.replace_session(
+                        replace(session, storage_etag=existing.storage_etag)
+                    )
+                telemetry.count(telemetry.SESSIONS_CREATED)
+                return created
             except (EntityExists, ConcurrencyConflict):
                 self._backoff(attempt)
         raise ServiceUnavailable("The session is busy; try again", retry_after=1)
@@ -230,6 +235,8 @@ class UploadSessionService:
             except ConcurrencyConflict:
                 self._backoff(attempt)
                 continue
+            telemetry.count(telemetry.SEGMENTS_ACCEPTED)
+            telemetry.count(telemetry.BYTES_ACCEPTED, len(upload.data))
             if saved.complete:
                 saved = self._commit(saved)
             return UploadResult(saved, saved.complete)
@@ -274,7 +281,9 @@ class UploadSessionService:
             if session.status == COMMITTED:
                 return session
             try:
-                return self.store.replace_session(replace(session, status=COMMITTED))
+                committed = self.store.replace_session(replace(session, status=COMMITTED))
+                telemetry.count(telemetry.SESSIONS_COMPLETED)
+                return committed
             except ConcurrencyConflict:
                 self._backoff(attempt)
                 fresh = self.store.get_session(session.key)
@@ -312,6 +321,7 @@ class UploadSessionService:
                 continue
             if session.status != COMMITTED:
                 self.store.discard_staged(key)
+            telemetry.count(telemetry.SESSIONS_CANCELLED)
             return
         raise ServiceUnavailable("The session is busy; try again", retry_after=1)
 
@@ -328,4 +338,5 @@ class UploadSessionService:
             if session.status != COMMITTED:
                 self.store.discard_staged(session.key)
                 discarded += 1
+        telemetry.count(telemetry.SESSIONS_PURGED, sessions)
         return PurgeReport(sessions=sessions, staged_discarded=discarded)

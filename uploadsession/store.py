@@ -358,6 +358,18 @@ class AzureStorage:
             _create(subscriptions.create_table)
             _create(container.create_container)
 
+    def ping(self, timeout: float = 2.0) -> None:
+        """Cheap liveness probe (GET /health): one point read of an entity that never exists
+        and one container property read, without retries; "not found" means storage
+        answered. Raises ServiceUnavailable when either service does not answer."""
+        sessions, _, container = self._get_clients()
+        quick = {"connection_timeout": timeout, "read_timeout": timeout, "retry_total": 0}
+        with translate_azure_errors("the health probe"):
+            with suppress(ResourceNotFoundError):
+                sessions.get_entity("~health", "~probe", **quick)
+            with suppress(ResourceNotFoundError):
+                container.get_container_properties(**quick)
+
     # -- sessions ------------------------------------------------------------------------
 
     def get_session(self, key: DocumentKey) -> Session | None:
