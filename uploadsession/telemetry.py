@@ -234,7 +234,7 @@ def use_providers(
         metrics.set_meter_provider(meter_provider)
     if logger_provider is not None:
         from opentelemetry._logs import set_logger_provider
-        from opentelemetry.sdk._logs import LoggingHandler
+        from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
         set_logger_provider(logger_provider)
         logging.getLogger().addHandler(LoggingHandler(logger_provider=logger_provider))
