@@ -468,6 +468,7 @@ class _Handler(BaseHTTPRequestHandler):
             (time.perf_counter() - started) * 1000,
             len(payload),
             function_name,
+            next((v for k, v in response.headers if k.lower() == "request-id"), None),
         )
         if len(payload) <= 65536:
             self.wfile.write(head + payload)
@@ -1011,11 +1012,17 @@ class DevHost:
         milliseconds: float,
         sent: int,
         function_name: str | None,
+        request_id: str | None = None,
     ) -> None:
+        """One line: time, client, request line (no query), status, duration, bytes sent,
+        function, request-id."""
         if self._log is not None:
             suffix = f" {function_name}" if function_name else ""
+            if request_id:
+                suffix += f" request-id={request_id}"
+            when = _utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z")
             self._write(
-                f'{client} "{request_line}" {status} {milliseconds:.1f}ms {sent}B{suffix}\n'
+                f'{when} {client} "{request_line}" {status} {milliseconds:.1f}ms {sent}B{suffix}\n'
             )
 
     def _log_error(self, message: str) -> None:

@@ -415,7 +415,9 @@ def test_one_log_line_per_request_without_query_values_or_tokens(
 
     lines = [line for line in log.getvalue().splitlines() if "/beta/items/abc" in line]
     assert len(lines) == 1
-    assert lines[0].startswith('127.0.0.1 "GET /beta/items/abc HTTP/1.1" 200 ')
+    timestamp, rest = lines[0].split(" ", 1)
+    assert timestamp.endswith("Z") and "T" in timestamp  # UTC, ISO 8601
+    assert rest.startswith('127.0.0.1 "GET /beta/items/abc HTTP/1.1" 200 ')
     assert "ms " in lines[0]
     assert "s3cr3t" not in log.getvalue()
     assert "t0k3n" not in log.getvalue()
