@@ -9,6 +9,7 @@ socket timeouts still leaves the endpoint answering in time.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
@@ -73,7 +74,8 @@ def check() -> str | None:
         return "The service is misconfigured"
     if not isinstance(store, SupportsPing):
         return None  # a store without a probe (tests' in-memory store) is always up
-    future = _executor().submit(store.ping, PROBE_SECONDS)
+    # The request's context (its span, its request-id) goes along to the worker thread.
+    future = _executor().submit(contextvars.copy_context().run, store.ping, PROBE_SECONDS)
     try:
         future.result(timeout=DEADLINE_SECONDS)
     except FutureTimeout:

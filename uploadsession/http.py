@@ -115,15 +115,18 @@ def _respond(req: func.HttpRequest, action: Handler) -> func.HttpResponse:
         response.headers["request-id"] = request_id
         response.headers["client-request-id"] = client_request_id
         status = response.status_code
+        if outcome == "ok" and status >= 400:
+            outcome = "error"  # a handler's own error response (GET /health's 503)
         telemetry.finish(scope, status, outcome)
         milliseconds = round((time.perf_counter() - started) * 1000, 1)
         _REQUEST_LOG.info(
-            "%s %s %d %s %.1fms",
+            "%s %s %d %s %.1fms request-id=%s",
             function,
             req.method,
             status,
             outcome,
             milliseconds,
+            request_id,
             extra={
                 "function": function,
                 "method": req.method,
