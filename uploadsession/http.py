@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import azure.functions as func
 
@@ -28,6 +29,7 @@ from uploadsession.errors import (
     ApiError,
     ConfigError,
     InvalidRequest,
+    ItemNotFound,
     PayloadTooLarge,
     PreconditionRequired,
     ServiceUnavailable,
@@ -43,7 +45,10 @@ log = logging.getLogger(__name__)
 #: One record per request (function, status, duration, outcome, tenant, document key).
 _REQUEST_LOG = logging.getLogger("uploadsession.request")
 
-SESSION_ROUTE = "print/printers/{printerId}/jobs/{jobId}/documents/{documentId}/uploadSession"
+#: Every route carries Graph's version segment (host.json's routePrefix is ""); see
+#: :func:`check_version` for the two served.
+DOCUMENT_ROUTE = "{version}/print/printers/{printerId}/jobs/{jobId}/documents/{documentId}"
+SESSION_ROUTE = DOCUMENT_ROUTE + "/uploadSession"
 VALUE_ROUTE = SESSION_ROUTE + "/$value"
 
 _CONTENT_RANGE = re.compile(r"^bytes[ =](\d{1,19})-(\d{1,19})/(\d{1,19})$", re.ASCII)
@@ -158,7 +163,24 @@ def _session_response(session_body: bytes, etag: str, status: int) -> func.HttpR
     )
 
 
+#: Graph's version segments; any other → 404, as if the route did not exist.
+VERSIONS = frozenset({"v1.0", "beta"})
+
+
+def check_version(req: func.HttpRequest) -> str:
+    """The request's version segment (route value, else the URL's first path segment);
+    404 ``itemNotFound`` unless it is ``v1.0`` or ``beta`` (matched exactly, as Graph does)."""
+    version: object = req.route_params.get("version")
+    if not isinstance(version, str):
+        path = urlsplit(req.url).path.lstrip("/")
+        version = path.split("/", 1)[0]
+    if version not in VERSIONS:
+        raise ItemNotFound("No such API version; use /v1.0 or /beta")
+    return version
+
+
 def _principal_and_key(req: func.HttpRequest) -> tuple[Runtime, Principal, DocumentKey]:
+    check_version(req)
     runtime = get_runtime()
     principal = runtime.validator.validate(req.headers.get("Authorization"))
     telemetry.annotate(tenant=principal.tenant_id)

@@ -577,7 +577,7 @@ def test_load_route_prefix(tmp_path: Path, content: object, prefix: str) -> None
 
 
 def test_the_projects_host_json_uses_the_graph_version_as_prefix() -> None:
-    assert load_route_prefix(Path(__file__).parents[2] / "host.json") == "beta"
+    assert load_route_prefix(Path(__file__).parents[2] / "host.json") == ""
 
 
 def test_empty_route_prefix_serves_at_the_root(log: io.StringIO) -> None:

@@ -14,7 +14,9 @@ import pytest
 import function_app
 
 ROOT = Path(__file__).resolve().parents[2]
-SESSION_ROUTE = "print/printers/{printerId}/jobs/{jobId}/documents/{documentId}/uploadSession"
+SESSION_ROUTE = (
+    "{version}/print/printers/{printerId}/jobs/{jobId}/documents/{documentId}/uploadSession"
+)
 
 
 def _functions() -> dict[str, list[dict[str, Any]]]:
@@ -80,9 +82,9 @@ def test_the_purge_runs_on_a_timer() -> None:
     assert trigger.get("runOnStartup") in (None, False)
 
 
-def test_the_route_prefix_is_beta() -> None:
+def test_the_route_prefix_is_empty_and_routes_carry_the_version() -> None:
     host = json.loads((ROOT / "host.json").read_text())
-    assert host["extensions"]["http"]["routePrefix"] == "beta"
+    assert host["extensions"]["http"]["routePrefix"] == ""
     assert host["version"] == "2.0"
 
 
