@@ -27,6 +27,7 @@ BENCHMARKS = {
     "upload": "bench.upload",
     "memory": "bench.memory",
     "scale": "bench.scale",
+    "contention": "bench.contention",
 }
 
 
