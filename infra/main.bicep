@@ -91,9 +91,12 @@ var tags = {
 }
 
 // One source of truth each: the runtime is the Python version the project pins, and the base URL
-// carries the route prefix host.json gives the HTTP functions (`beta`, as Microsoft Graph).
+// carries the route prefix host.json gives the HTTP functions. With an empty prefix the routes
+// carry the version segment themselves (/v1.0 and /beta, as Microsoft Graph): the base URL then
+// names /beta.
 var pythonVersion = trim(loadTextContent('../.python-version'))
 var routePrefix = loadJsonContent('../host.json').extensions.http.routePrefix
+var apiVersionSegment = empty(routePrefix) ? 'beta' : routePrefix
 
 var functionAppName = '${abbrs.functionApp}${resourceToken}'
 var defaultJwksUri = '${environment().authentication.loginEndpoint}common/discovery/v2.0/keys'
@@ -205,7 +208,7 @@ output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output API_HOST_URL string = 'https://${functionApp.outputs.defaultHostName}'
 
 @description('https://<host>/beta: the API root as clients use it, like https://graph.microsoft.com/beta.')
-output API_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}/${routePrefix}'
+output API_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}/${apiVersionSegment}'
 
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint

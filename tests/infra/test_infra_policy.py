@@ -429,7 +429,8 @@ def test_role_assignment_names_are_stable_per_scope_principal_and_role() -> None
 
 def test_base_url_carries_the_route_prefix_of_host_json() -> None:
     host = load_json(REPO / "host.json")
-    assert host["extensions"]["http"]["routePrefix"] == "beta"
+    # "" (the routes carry /v1.0 and /beta themselves, DESIGN.md §2) or one version segment.
+    assert host["extensions"]["http"]["routePrefix"] in ("", "beta")
     main = bicep("main.bicep")
     loader = re.fullmatch(
         r"loadJsonContent\('([^']+)'\)\.extensions\.http\.routePrefix",
@@ -439,7 +440,9 @@ def test_base_url_carries_the_route_prefix_of_host_json() -> None:
     host_url = main.get("output", "API_HOST_URL").value
     base_url = main.get("output", "API_BASE_URL").value
     assert host_url == Expr("'https://${functionApp.outputs.defaultHostName}'")
-    assert base_url == Expr("'https://${functionApp.outputs.defaultHostName}/${routePrefix}'")
+    assert base_url == Expr("'https://${functionApp.outputs.defaultHostName}/${apiVersionSegment}'")
+    segment = main.get("var", "apiVersionSegment").value
+    assert segment == Expr("empty(routePrefix) ? 'beta' : routePrefix")
 
 
 def test_outputs_give_azd_and_the_scripts_what_they_read() -> None:

@@ -77,46 +77,144 @@ def test_ci_compiles_and_lints_every_bicep_file_failing_on_warnings() -> None:
     assert "shellcheck infra/scripts/*.sh" in script
 
 
-def test_every_action_is_pinned_to_a_version() -> None:
+# The release each pinned commit is (checked against the actions' own tags when pinned).
+PINNED_ACTIONS = {
+    "actions/checkout": ("3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
+    "actions/setup-python": ("5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
+    "actions/setup-node": ("820762786026740c76f36085b0efc47a31fe5020", "v7.0.0"),
+    "Azure/setup-azd": ("0b7e3a35ab00f2eee7080c845eb39c3f0ebfa553", "v2.4.0"),
+    "azure/login": ("f5d393ae46f8fde4be8b75f32e3fc50e654ad0ca", "v3.0.1"),
+}
+
+
+def all_steps() -> list[dict[str, Any]]:
+    found = []
     for path in WORKFLOWS.glob("*.yml"):
-        for ref in re.findall(r"uses:\s*(\S+)", path.read_text()):
-            assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", ref), ref
+        for job in load_workflow(path.name)["jobs"].values():
+            found.extend(job.get("steps", []))
+    return found
 
 
-def test_deploy_runs_on_main_and_by_hand_with_an_oidc_token_only() -> None:
+def test_every_action_is_pinned_by_commit_sha_with_its_release_as_a_comment() -> None:
+    seen = set()
+    for path in WORKFLOWS.glob("*.yml"):
+        for line in path.read_text().splitlines():
+            found = re.search(r"uses:\s*(\S+)(.*)$", line)
+            if not found:
+                continue
+            ref, rest = found.groups()
+            if ref.startswith("./.github/workflows/"):  # this repository, this commit
+                assert (REPO / ref).is_file(), ref
+                continue
+            action, _, sha = ref.partition("@")
+            assert re.fullmatch(r"[0-9a-f]{40}", sha), f"{path.name}: {ref} is not pinned by SHA"
+            assert action in PINNED_ACTIONS, f"{action}: add it to PINNED_ACTIONS"
+            expected_sha, version = PINNED_ACTIONS[action]
+            assert sha == expected_sha, ref
+            assert rest.strip() == f"# {version}", f"{path.name}: {ref} needs '# {version}'"
+            seen.add(action)
+    assert seen == set(PINNED_ACTIONS)
+
+
+def test_checkout_never_keeps_the_token_in_git_config() -> None:
+    checkouts = [s for s in all_steps() if s.get("uses", "").startswith("actions/checkout@")]
+    assert len(checkouts) == 3
+    assert all(s["with"]["persist-credentials"] is False for s in checkouts)
+
+
+def test_no_expression_is_spliced_into_a_script() -> None:
+    # vars.*, inputs and event data reach shells through env:, where they are data, not code.
+    for step in all_steps():
+        assert "${{" not in step.get("run", ""), step.get("name", step["run"])
+
+
+def test_workflows_grant_nothing_by_default_and_id_token_only_to_the_deploy_job() -> None:
+    with_id_token = []
+    for path in WORKFLOWS.glob("*.yml"):
+        workflow = load_workflow(path.name)
+        assert workflow["permissions"] == {}, path.name
+        for name, job in workflow["jobs"].items():
+            permissions = job["permissions"]
+            assert permissions.get("contents") == "read", f"{path.name}: {name}"
+            assert set(permissions) <= {"contents", "id-token"}, f"{path.name}: {name}"
+            if "id-token" in permissions:
+                assert permissions["id-token"] == "write"
+                with_id_token.append(f"{path.name}:{name}")
+    assert sorted(with_id_token) == ["ci.yml:deploy", "deploy.yml:deploy"]
+
+
+def test_deploy_runs_only_after_ci_passed_for_the_same_commit_on_main() -> None:
+    ci = load_workflow("ci.yml")
+    assert {"push", "pull_request", "workflow_dispatch"} <= set(ci["on"])
+    job = ci["jobs"]["deploy"]
+    assert job["uses"] == "./.github/workflows/deploy.yml"
+    assert sorted(job["needs"]) == ["bicep", "test"]
+    condition = " ".join(job["if"].split())
+    assert condition.startswith("github.ref == 'refs/heads/main' && (")
+    assert "github.event_name == 'push'" in condition
+    assert "github.event_name == 'workflow_dispatch'" in condition
+    assert "pull_request" not in condition
+    # deploy.yml has no trigger of its own: only ci.yml, after its tests, can start it.
+    assert load_workflow("deploy.yml")["on"] == {"workflow_call": None}
+    # A deployment on main is never cancelled halfway by the next push.
+    assert ci["concurrency"]["cancel-in-progress"] == "${{ github.ref != 'refs/heads/main' }}"
+    assert (
+        load_workflow("deploy.yml")["jobs"]["deploy"]["concurrency"]["cancel-in-progress"] is False
+    )
+
+
+def test_deploy_runs_in_the_production_environment_with_an_oidc_token_only() -> None:
     deploy = load_workflow("deploy.yml")
-    assert deploy["on"]["push"]["branches"] == ["main"]
-    assert "workflow_dispatch" in deploy["on"]
-    assert deploy["permissions"] == {"id-token": "write", "contents": "read"}
-    text = (WORKFLOWS / "deploy.yml").read_text()
+    job = deploy["jobs"]["deploy"]
+    assert job["environment"]["name"] == "production"
+    text = "".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
     assert "secrets." not in text
     logins = uses(deploy, "deploy", "azure/login")
-    assert logins and all(
+    assert len(logins) == 2 and all(
         login["with"]
         == {
             "client-id": "${{ vars.AZURE_CLIENT_ID }}",
             "tenant-id": "${{ vars.AZURE_TENANT_ID }}",
             "subscription-id": "${{ vars.AZURE_SUBSCRIPTION_ID }}",
         }
-        and login["uses"].endswith("@v2")
         for login in logins
     )
-    assert "--federated-credential-provider github" in runs(deploy, "deploy")
+    script = runs(deploy, "deploy")
+    assert "--federated-credential-provider github" in script
+    assert '--client-id "$AZURE_CLIENT_ID"' in script
+
+
+def test_dependabot_updates_actions_python_and_npm() -> None:
+    config = yaml.safe_load((REPO / ".github" / "dependabot.yml").read_text())
+    assert config["version"] == 2
+    ecosystems = {u["package-ecosystem"]: u for u in config["updates"]}
+    assert set(ecosystems) == {"github-actions", "pip", "npm"}
+    assert all(u["directory"] == "/" for u in config["updates"])
 
 
 def test_deploy_provisions_deploys_with_retry_and_smoke_tests_with_azd() -> None:
     deploy = load_workflow("deploy.yml")
     env = deploy["jobs"]["deploy"]["env"]
-    for name in ("AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_SUBSCRIPTION_ID", "AUTH_AUDIENCES"):
+    for name in (
+        "AZURE_CLIENT_ID",
+        "AZURE_TENANT_ID",
+        "AZURE_ENV_NAME",
+        "AZURE_LOCATION",
+        "AZURE_SUBSCRIPTION_ID",
+        "AUTH_AUDIENCES",
+        "ACTIVATE_TENANT_ID",
+    ):
         assert env[name] == f"${{{{ vars.{name} }}}}"
     assert env["AZURE_PRINCIPAL_TYPE"] == "ServicePrincipal"
     assert uses(deploy, "deploy", "azure/setup-azd")
     commands = [s.get("run", "").strip() for s in steps(deploy, "deploy")]
     provision = commands.index("azd provision --no-prompt")
     deploy_step = commands.index("bash infra/scripts/deploy-with-retry.sh --no-prompt")
-    smoke = commands.index('bash infra/scripts/smoke.sh "$(azd env get-value API_BASE_URL)"')
+    (smoke,) = [i for i, c in enumerate(commands) if "bash infra/scripts/smoke.sh" in c]
     assert provision < deploy_step < smoke
     smoke_step = steps(deploy, "deploy")[smoke]
+    assert 'base="$(azd env get-value API_BASE_URL)"' in smoke_step["run"]
+    assert 'bash infra/scripts/smoke.sh "$base"' in smoke_step["run"]
     assert smoke_step["env"]["SMOKE_SCOPE"] == "${{ vars.SMOKE_SCOPE }}"
 
 

@@ -207,10 +207,14 @@ class FakeApi:
     """Just enough of DESIGN.md §2-4 to tell a right smoke test from a wrong one."""
 
     unavailable_first: int = 0  # answer 404 this many times, as a host still starting does
+    unhealthy_first: int = 0  # then 503 unhealthy this many times, as while roles propagate
+    healthy: bool = True
     require_auth: bool = True
     complete_status: int = 201
+    corrupt_download: bool = False
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    documents: dict[str, bytes] = field(default_factory=dict)
 
     def handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes
@@ -219,6 +223,17 @@ class FakeApi:
         if self.unavailable_first > 0:
             self.unavailable_first -= 1
             return 404, {}, None
+        if path == "/health":
+            if self.unhealthy_first > 0 or not self.healthy:
+                self.unhealthy_first -= 1
+                return 503, {}, {"status": "unhealthy", "checks": {"tables": "unreachable"}}
+            return 200, {}, {"status": "healthy"}
+        if path.startswith("/blob/"):  # the short-lived URL a 302 points to: no bearer token
+            blob, _, query = path.removeprefix("/blob").partition("?")
+            data = self.documents.get(blob)
+            if data is None or "authorization" in headers or query != "sig=fake":
+                return 403, {}, None
+            return 200, {}, data
         if self.require_auth and headers.get("authorization") != f"Bearer {TOKEN}":
             return (
                 401,
@@ -227,14 +242,22 @@ class FakeApi:
             )
         value = path.endswith("/$value")
         key = path.removesuffix("/$value")
+        if method == "GET" and value:  # GET {D}/$value
+            document = self.sessions.get(key + "/uploadSession")
+            if document is None or document["data"] is None:
+                return 404, {}, _error("itemNotFound")
+            blob = f"/doc/{document['id']}"
+            self.documents[blob] = b"corrupt" if self.corrupt_download else document["data"]
+            return 302, {"Location": f"{self.origin}/blob{blob}?sig=fake"}, None
         session = self.sessions.get(key)
         if method == "PUT":
             request = json.loads(body)
             self.sessions[key] = session = {
                 "id": "0b0b0b0b-0000-4000-8000-000000000001",
                 "size": request["size"],
-                "received": set(),
+                "received": {},
                 "version": 1,
+                "data": None,
             }
             return 200, self._etag(session), self._json(session)
         if session is None:
@@ -254,11 +277,15 @@ class FakeApi:
             )
             if size != session["size"] or len(body) != end - start + 1:
                 return 400, {}, _error("invalidRequest")
-            session["received"].update(range(start, end + 1))
+            session["received"].update(zip(range(start, end + 1), body, strict=True))
             session["version"] += 1
             done = len(session["received"]) == session["size"]
+            if done and self.complete_status == 201:
+                session["data"] = bytes(session["received"][i] for i in range(session["size"]))
             return (self.complete_status if done else 202), self._etag(session), self._json(session)
         return 405, {}, None
+
+    origin: str = ""
 
     @staticmethod
     def _etag(session: dict[str, Any]) -> dict[str, str]:
@@ -290,12 +317,16 @@ def api() -> Iterator[tuple[FakeApi, str]]:
             body = self.rfile.read(length)
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, payload = fake.handle(self.command, self.path, headers, body)
-            data = json.dumps(payload).encode() if payload is not None else b""
+            if isinstance(payload, bytes):
+                data, content_type = payload, "application/octet-stream"
+            else:
+                data = json.dumps(payload).encode() if payload is not None else b""
+                content_type = "application/json"
             self.send_response(status)
             for name, value in extra.items():
                 self.send_header(name, value)
             if data:
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -308,8 +339,9 @@ def api() -> Iterator[tuple[FakeApi, str]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
+    fake.origin = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}/beta"
+        yield fake, f"{fake.origin}/beta"
     finally:
         server.shutdown()
         server.server_close()
@@ -326,40 +358,93 @@ def test_smoke_runs_a_whole_upload_session_with_a_token(
     fake, base = api
     result = run_script("smoke.sh", base + "/", env=smoke_env(bin_dir, SMOKE_TOKEN=TOKEN))
     assert result.returncode == 0, result.stderr
-    assert [(method, path.rsplit("/", 1)[-1]) for method, path, _ in fake.requests] == [
+    assert [
+        (method, path.split("?")[0].rsplit("/", 1)[-1]) for method, path, _ in fake.requests
+    ] == [
+        ("GET", "health"),
         ("GET", "uploadSession"),
         ("PUT", "uploadSession"),
         ("POST", "$value"),
         ("GET", "uploadSession"),
         ("POST", "$value"),
+        ("GET", "$value"),
+        ("GET", "0b0b0b0b-0000-4000-8000-000000000001"),
         ("DELETE", "uploadSession"),
         ("GET", "uploadSession"),
     ]
-    path = fake.requests[1][1]
+    assert fake.requests[0][1] == "/health"  # {base}/health: the root, not under /beta
+    path = fake.requests[2][1]
     assert path.startswith("/beta/print/printers/") and "/jobs/smoke/documents/" in path
+    assert fake.requests[6][1] == path.removesuffix("/uploadSession") + "/$value"
     assert [h.get("content-range") for _, _, h in fake.requests if "content-range" in h] == [
         "bytes 0-15/32",
         "bytes 16-31/32",
     ]
+    assert "downloaded the committed document" in result.stderr
     assert TOKEN not in result.stdout + result.stderr
+    assert "sig=fake" not in result.stdout + result.stderr
 
 
-def test_smoke_without_a_token_checks_only_the_unauthenticated_answer(
+def test_smoke_gets_the_pipeline_identity_token_for_the_api_audience_by_default(
     bin_dir: Path, api: tuple[FakeApi, str]
 ) -> None:
     fake, base = api
-    result = run_script("smoke.sh", base, env=smoke_env(bin_dir))
+    fake_command(bin_dir, "az", f'echo "{TOKEN}"\n')
+    audiences = f"11111111-2222-3333-4444-555555555555, api://{TENANT}/uploadsession-api"
+    result = run_script("smoke.sh", base, env=smoke_env(bin_dir, AUTH_AUDIENCES=audiences))
     assert result.returncode == 0, result.stderr
-    assert [method for method, _, _ in fake.requests] == ["GET"]
+    assert calls(bin_dir, "az") == [
+        f"account get-access-token --scope api://{TENANT}/uploadsession-api/.default"
+        " --query accessToken --output tsv"
+    ]
+    assert ("DELETE", fake.requests[-2][1].rsplit("/", 1)[-1]) == ("DELETE", "uploadSession")
+
+
+def test_smoke_scope_wins_over_the_audience(bin_dir: Path, api: tuple[FakeApi, str]) -> None:
+    _, base = api
+    fake_command(bin_dir, "az", f'echo "{TOKEN}"\n')
+    env = smoke_env(bin_dir, AUTH_AUDIENCES="api://x/y", SMOKE_SCOPE="api://other/.default")
+    result = run_script("smoke.sh", base, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "--scope api://other/.default " in calls(bin_dir, "az")[0]
+
+
+def test_smoke_without_any_way_to_a_token_fails(bin_dir: Path, api: tuple[FakeApi, str]) -> None:
+    fake, base = api
+    result = run_script("smoke.sh", base, env=smoke_env(bin_dir))
+    assert result.returncode == 1
+    assert "no token" in result.stderr
+    assert [method for method, _, _ in fake.requests] == ["GET", "GET"]
+
+
+def test_smoke_can_be_told_to_check_only_the_unauthenticated_answers(
+    bin_dir: Path, api: tuple[FakeApi, str]
+) -> None:
+    fake, base = api
+    result = run_script("smoke.sh", base, env=smoke_env(bin_dir, SMOKE_SKIP_SESSION="1"))
+    assert result.returncode == 0, result.stderr
+    assert fake.requests[0][1] == "/health"
+    assert len(fake.requests) == 2
     assert "skipped the authenticated round trip" in result.stderr
 
 
-def test_smoke_waits_for_a_starting_app(bin_dir: Path, api: tuple[FakeApi, str]) -> None:
+def test_smoke_waits_for_a_starting_app_and_its_storage(
+    bin_dir: Path, api: tuple[FakeApi, str]
+) -> None:
     fake, base = api
     fake.unavailable_first = 2
-    result = run_script("smoke.sh", base, env=smoke_env(bin_dir))
+    fake.unhealthy_first = 2
+    result = run_script("smoke.sh", base, env=smoke_env(bin_dir, SMOKE_SKIP_SESSION="1"))
     assert result.returncode == 0, result.stderr
-    assert len(fake.requests) == 3
+    assert [path for _, path, _ in fake.requests[:5]] == ["/health"] * 5
+
+
+def test_smoke_fails_when_storage_does_not_answer(bin_dir: Path, api: tuple[FakeApi, str]) -> None:
+    fake, base = api
+    fake.healthy = False
+    result = run_script("smoke.sh", base, env=smoke_env(bin_dir, SMOKE_WAIT_SECONDS="0"))
+    assert result.returncode == 1
+    assert "health: expected HTTP 200" in result.stderr and "last got 503" in result.stderr
 
 
 def test_smoke_fails_when_requests_without_a_token_get_through(
@@ -380,6 +465,16 @@ def test_smoke_fails_when_the_document_is_not_committed(
     result = run_script("smoke.sh", base, env=smoke_env(bin_dir, SMOKE_TOKEN=TOKEN))
     assert result.returncode == 1
     assert "expected HTTP 201, got 202" in result.stderr
+
+
+def test_smoke_fails_when_the_download_is_not_the_upload(
+    bin_dir: Path, api: tuple[FakeApi, str]
+) -> None:
+    fake, base = api
+    fake.corrupt_download = True
+    result = run_script("smoke.sh", base, env=smoke_env(bin_dir, SMOKE_TOKEN=TOKEN))
+    assert result.returncode == 1
+    assert "not the uploaded ones" in result.stderr
 
 
 def test_smoke_fails_against_nothing(bin_dir: Path) -> None:
