@@ -356,3 +356,32 @@ def test_configure_without_a_connection_string_imports_no_exporter() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["30", "30", "False"]
+
+
+def test_azure_monitor_gets_the_connection_string_and_the_user_assigned_identity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import azure.monitor.opentelemetry as distro
+    from azure.identity import ManagedIdentityCredential
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(distro, "configure_azure_monitor", lambda **kw: calls.append(kw))
+    connection = "InstrumentationKey=00000000-0000-0000-0000-000000000000"
+    client_id = "11111111-1111-1111-1111-111111111111"
+    telemetry._configure_azure_monitor(
+        {"APPLICATIONINSIGHTS_CONNECTION_STRING": connection, "AZURE_CLIENT_ID": client_id}
+    )
+    telemetry._configure_azure_monitor(
+        {
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": connection,
+            "UPLOADSESSION_STORAGE__clientId": client_id,
+        }
+    )
+    telemetry._configure_azure_monitor({"APPLICATIONINSIGHTS_CONNECTION_STRING": connection})
+    with_identity, from_storage_setting, with_key = calls
+    for kwargs in (with_identity, from_storage_setting):
+        assert kwargs["connection_string"] == connection
+        assert isinstance(kwargs["credential"], ManagedIdentityCredential)
+    assert "credential" not in with_key
+    assert with_key["instrumentation_options"]["urllib3"] == {"enabled": False}
+    assert "azure_sdk" not in with_key["instrumentation_options"]  # storage spans stay on
