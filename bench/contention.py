@@ -8,7 +8,9 @@ byte — and counts the requests by kind and status.
 Measured: one session, 8 / 16 / 32 keep-alive streams POSTing 4 KiB segments (and 1 MiB segments
 at 16 streams) for a fixed time; segments/s, MiB/s, lost write races per accepted segment (table
 entity writes that answered 412 through the proxy), 503 responses (the client waits 1 s, as
-``Retry-After`` says, and resends), storage operations per accepted segment.
+``Retry-After`` says, and resends), storage operations and the host's CPU per accepted segment.
+"segments/s" of the separate sessions is all of them together (the ceiling one session's
+streams are compared with).
 Baseline (same run, same proxy): the contention-free ceiling — the same number of streams, each
 to a session of its own; for 1 MiB segments also bare ``stage_block`` at 16 streams to one blob.
 Targets (issue 14): 0 x 503 at 32 streams; one session at 32 streams ≥ 0.8x 32 separate
@@ -29,6 +31,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from azure.storage.blob import BlobClient, BlobServiceClient
@@ -99,9 +102,16 @@ class Outcome:
     lost_races: int = 0
     storage_ops: int = 0
     completed: int = 0
+    host_cpu: float = 0.0
 
     def rate(self) -> float:
         return self.accepted / self.seconds if self.seconds else 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def lost_races(counts: Mapping[str, Mapping[str, int]]) -> int:
@@ -220,6 +230,7 @@ def through_api(
     token: str,
     proxy: ProxyProcess,
     *,
+    host_pid: int,
     streams: int,
     sessions: int,
     segment: int,
@@ -237,7 +248,9 @@ def through_api(
             q.put(item)
         queues.append(q)
     proxy.reset()
+    cpu = cpu_seconds(host_pid)
     outcome = drive(base_url, token, queues, streams, body, run_seconds)
+    outcome.host_cpu = cpu_seconds(host_pid) - cpu
     counts = proxy.counts()
     outcome.lost_races = lost_races(counts)
     outcome.storage_ops = total(counts)
@@ -402,6 +415,7 @@ def run(config: Config) -> Result:
                     host.base_url,
                     token,
                     proxy,
+                    host_pid=host.pid,
                     streams=32,
                     sessions=32,
                     segment=SMALL,
@@ -418,6 +432,7 @@ def run(config: Config) -> Result:
                         host.base_url,
                         token,
                         proxy,
+                        host_pid=host.pid,
                         streams=streams,
                         sessions=1 if mode == "one session" else streams,
                         segment=segment,
@@ -443,6 +458,7 @@ def run(config: Config) -> Result:
                             o.lost_races / accepted,
                             o.unavailable,
                             o.storage_ops / accepted,
+                            o.host_cpu / accepted * 1000 if mode != "bare stage_block" else "-",
                             ", ".join(f"{k}x{v}" for k, v in sorted(o.other.items())) or "-",
                         ]
                     )
@@ -460,6 +476,7 @@ def run(config: Config) -> Result:
                             "lost_races": o.lost_races,
                             "unavailable": o.unavailable,
                             "storage_ops": o.storage_ops,
+                            "host_cpu_s": o.host_cpu,
                             "other": dict(o.other),
                         }
                     )
@@ -523,6 +540,7 @@ def run(config: Config) -> Result:
             "lost races/segment",
             "503s",
             "storage ops/segment",
+            "host CPU ms/segment",
             "other",
         ],
         rows=rows,

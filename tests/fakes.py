@@ -24,11 +24,12 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from uploadsession.errors import ConcurrencyConflict, EntityExists
 from uploadsession.models import DocumentKey, Session
@@ -68,6 +69,7 @@ class InMemoryStorage:
         self.before: Callable[[str], None] | None = None
         #: How many times each operation was attempted.
         self.calls: Counter[str] = Counter()
+        self._url_key = secrets.token_bytes(32)
 
     # -- fault injection -----------------------------------------------------------------
 
@@ -223,6 +225,18 @@ class InMemoryStorage:
             if blob is None or blob.committed is not None:
                 return  # nothing staged, or a committed document: keep it
             del self._blobs[key.blob_name]
+
+    # -- Graph protocol ------------------------------------------------------------------
+
+    def upload_url_key(self) -> bytes:
+        return self._url_key
+
+    def read_url(self, key: DocumentKey, lifetime: timedelta) -> str:
+        return f"memory://documents/{key.blob_name}?lifetime={int(lifetime.total_seconds())}"
+
+    def document_metadata(self, key: DocumentKey) -> dict[str, str] | None:
+        document = self.document(key)
+        return None if document is None else dict(document.metadata)
 
     # -- inspection and tampering (tests only; not part of the protocol) ----------------
 

@@ -155,6 +155,8 @@ class Session:
     segments: tuple[Segment, ...] = ()
     status: str = ACTIVE
     storage_etag: str | None = field(default=None, compare=False)
+    #: SHA-256 of the uploadUrl's capability token (Graph protocol), once one was issued.
+    upload_token_hash: bytes | None = None
 
     @property
     def received(self) -> list[Range]:

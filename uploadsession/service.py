@@ -267,6 +267,11 @@ class UploadSessionService:
         session with those segments un-recorded so the client sends them again.
         """
         metadata = {"documentname": quote(session.document_name), "sessionid": session.id}
+        # Who may read the document once its session is purged (GET {D}/$value, graph.py).
+        if session.app_id.isascii():  # metadata must be ASCII; ids from tokens always are
+            metadata["createdbyapp"] = session.app_id
+        if session.user_id is not None:
+            metadata["createdbyuser"] = session.user_id
         try:
             self.store.commit(
                 session.key,

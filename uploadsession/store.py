@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import struct
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -231,6 +232,8 @@ def session_to_entity(session: Session) -> dict[str, Any]:
     }
     if session.user_id is not None:
         entity["UserId"] = session.user_id
+    if session.upload_token_hash is not None:
+        entity["UploadTokenHash"] = session.upload_token_hash  # the hash only, never the token
     records = [_RECORD.pack(s.start, s.length, s.md5) for s in session.segments]
     for n, i in enumerate(range(0, len(records), _RECORDS_PER_CHUNK)):
         entity[f"{_CHUNK_PREFIX}{n}"] = b"".join(records[i : i + _RECORDS_PER_CHUNK])
@@ -262,7 +265,13 @@ def entity_to_session(entity: Any) -> Session:
         segments=tuple(segments),
         status=entity["Status"],
         storage_etag=entity.metadata["etag"] if hasattr(entity, "metadata") else None,
+        upload_token_hash=_bytes_or_none(entity.get("UploadTokenHash")),
     )
+
+
+def _bytes_or_none(value: Any) -> bytes | None:
+    value = getattr(value, "value", value)
+    return None if value is None else bytes(value)
 
 
 class AzureStorage:
@@ -280,6 +289,8 @@ class AzureStorage:
         self._names = (sessions_table, subscriptions_table, container)
         self._lock = threading.Lock()
         self._clients: tuple[Any, Any, Any] | None = None
+        self._url_key: bytes | None = None  # Graph protocol: see upload_url_key
+        self._delegation: tuple[Any, datetime] | None = None  # user delegation key, its expiry
 
     # -- clients -------------------------------------------------------------------------
 
@@ -514,6 +525,104 @@ class AzureStorage:
                 return  # a committed document exists (keep it), or no container at all
             with suppress(ResourceNotFoundError):
                 blob.delete_blob(etag=result["etag"], match_condition=MatchConditions.IfNotModified)
+
+    # -- Graph protocol ------------------------------------------------------------------
+
+    def upload_url_key(self) -> bytes:
+        """The deployment's 256-bit key uploadUrl tokens are derived from (docs/architecture.md
+        "Graph protocol"); created on first use, then cached for the process."""
+        if self._url_key is None:
+            self._url_key = _upload_url_key(self)
+        return bytes(self._url_key)
+
+    def read_url(self, key: DocumentKey, lifetime: timedelta) -> str:
+        """A read-only URL for exactly the document's blob, valid for ``lifetime``."""
+        return _read_url(self, key, lifetime)
+
+    def document_metadata(self, key: DocumentKey) -> dict[str, str] | None:
+        """The committed document's blob metadata, or None when there is none."""
+        return _document_metadata(self, key)
+
+
+# -- Graph protocol (uploadsession.graph): the uploadUrl key and read-only document URLs -----
+
+#: The uploadUrl key's row: a PartitionKey no tenant id (a GUID) can take, and no Expires
+#: property, so the purge's "Expires lt now" query never returns it.
+_KEYS_PARTITION = "~keys"
+_URL_KEY_ROW = "uploadUrl"
+
+
+def _upload_url_key(storage: AzureStorage) -> bytes:
+    table = storage._get_clients()[0]
+
+    def read() -> bytes | None:
+        try:
+            entity = table.get_entity(_KEYS_PARTITION, _URL_KEY_ROW)
+        except ResourceNotFoundError:
+            return None
+        return bytes(getattr(entity["Key"], "value", entity["Key"]))
+
+    with translate_azure_errors("reading the uploadUrl key"):
+        key = read()
+    if key is None:
+        candidate = secrets.token_bytes(32)
+        entity = {"PartitionKey": _KEYS_PARTITION, "RowKey": _URL_KEY_ROW, "Key": candidate}
+        try:
+            storage._table_call(
+                table, lambda: table.create_entity(entity), "creating the uploadUrl key"
+            )
+            key = candidate
+        except EntityExists:  # another instance won the race: use its key
+            with translate_azure_errors("reading the uploadUrl key"):
+                key = read()
+    if key is None:
+        raise ServiceUnavailable("The uploadUrl key is not readable yet; try again", retry_after=1)
+    return key
+
+
+def _read_url(storage: AzureStorage, key: DocumentKey, lifetime: timedelta) -> str:
+    from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+    container = storage._get_clients()[2]
+    now = datetime.now(UTC)
+    start, expiry = now - timedelta(minutes=1), now + lifetime  # a minute of clock skew
+    credential = container.credential
+    sas_options: dict[str, Any] = {}
+    account_key = getattr(credential, "account_key", None)
+    if account_key:  # a connection string (Azurite included): a service SAS
+        sas_options["account_key"] = account_key
+    else:  # managed identity: a user delegation SAS (Storage Blob Delegator)
+        cached = storage._delegation
+        if cached is None or cached[1] - now < timedelta(minutes=15):
+            service = BlobServiceClient(
+                f"{container.scheme}://{container.primary_hostname}", credential=credential
+            )
+            valid_until = now + timedelta(hours=1)
+            with translate_azure_errors("getting a user delegation key"):
+                delegation = service.get_user_delegation_key(start, valid_until)
+            cached = storage._delegation = (delegation, valid_until)
+        sas_options["user_delegation_key"] = cached[0]
+    sas = generate_blob_sas(
+        account_name=container.account_name,
+        container_name=container.container_name,
+        blob_name=key.blob_name,
+        permission=BlobSasPermissions(read=True),
+        start=start,
+        expiry=expiry,
+        protocol="https" if container.scheme == "https" else "https,http",
+        **sas_options,
+    )
+    return f"{container.get_blob_client(key.blob_name).url}?{sas}"
+
+
+def _document_metadata(storage: AzureStorage, key: DocumentKey) -> dict[str, str] | None:
+    blob = storage._blob(key)
+    with translate_azure_errors("reading a document's properties"):
+        try:
+            properties = blob.get_blob_properties()
+        except ResourceNotFoundError:
+            return None  # never committed (staged blocks alone are invisible)
+    return dict(properties.metadata or {})
 
 
 def _ca_bundle() -> str | None:

@@ -47,7 +47,12 @@ def test_exactly_the_designed_functions_are_registered() -> None:
     assert sorted(_functions()) == [
         "create_upload_session",
         "delete_upload_session",
+        "get_document_content",
         "get_upload_session",
+        "graph_cancel_upload",
+        "graph_create_upload_session",
+        "graph_get_upload_status",
+        "graph_upload_range",
         "health",
         "purge_expired_sessions",
         "upload_segment",
