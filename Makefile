@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
+STAMP_CHECKOV := $(VENV)/checkov/.installed
 
 .PHONY: run test lint bench fuzz load clean deps deps-run
 
 # Running needs only the runtime requirements and Azurite; testing adds the dev tools.
 deps-run: $(STAMP_RUN) $(STAMP_NODE)
-deps: $(STAMP_PY) $(STAMP_NODE)
+deps: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV)
 
 $(STAMP_RUN): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (set PYTHON=...)"'
@@ -23,6 +24,12 @@ $(STAMP_RUN): requirements.txt pyproject.toml
 
 $(STAMP_PY): $(STAMP_RUN) requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+# checkov in a virtual environment of its own (infra/requirements-checkov.txt says why).
+$(STAMP_CHECKOV): infra/requirements-checkov.txt
+	test -x $(VENV)/checkov/bin/python || $(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt
 	@touch $@
 
 $(STAMP_NODE): package.json package-lock.json

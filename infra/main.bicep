@@ -71,6 +71,21 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param httpPerInstanceConcurrency int = 16
 
+// ---- Network, resilience, retention, browsers. ----
+
+@description('Network isolation: VNet integration of the app, private endpoints and private DNS for blob and table, storage public network access off. Provision and activation (the postprovision hook, the CLI) then need a machine inside the network, docs/deploy.md.')
+param vnetEnabled bool = false
+
+@description('Zone redundancy: ZRS storage and a zone-redundant Flex Consumption plan (the region must offer both).')
+param zoneRedundant bool = false
+
+@description('DOCUMENT_RETENTION_DAYS: days a committed document is kept before the storage lifecycle rule deletes it.')
+@minValue(1)
+param documentRetentionDays int = 7
+
+@description('CORS_ALLOWED_ORIGINS: comma-separated origins browsers may call the API from; empty: none.')
+param corsAllowedOrigins string = ''
+
 // ---- Access for whoever deploys. ----
 
 @description('Object id of a developer (azd sets AZURE_PRINCIPAL_ID to the signed-in one) or a CI service principal that gets Table and Blob Data Contributor, so `uploadsession subscription activate` works with their own login. Empty: no such grant.')
@@ -99,6 +114,8 @@ var routePrefix = loadJsonContent('../host.json').extensions.http.routePrefix
 var apiVersionSegment = empty(routePrefix) ? 'beta' : routePrefix
 
 var functionAppName = '${abbrs.functionApp}${resourceToken}'
+// 'https://a.example, https://b.example' → ['https://a.example', 'https://b.example']; '' → [].
+var corsOrigins = empty(trim(corsAllowedOrigins)) ? [] : split(replace(corsAllowedOrigins, ' ', ''), ',')
 var defaultJwksUri = '${environment().authentication.loginEndpoint}common/discovery/v2.0/keys'
 // The v2 token issuer is {loginEndpoint}{tid}/v2.0 in every cloud (loginEndpoint ends in '/').
 var authorityHost = take(environment().authentication.loginEndpoint, length(environment().authentication.loginEndpoint) - 1)
@@ -127,6 +144,22 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: 'app-package'
+    vnetEnabled: vnetEnabled
+    zoneRedundant: zoneRedundant
+    documentRetentionDays: documentRetentionDays
+  }
+}
+
+module network 'modules/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: '${abbrs.virtualNetwork}${resourceToken}'
+    location: location
+    tags: tags
+    networkSecurityGroupPrefix: '${abbrs.networkSecurityGroup}${resourceToken}-'
+    privateEndpointPrefix: '${abbrs.privateEndpoint}${resourceToken}-'
+    storageAccountId: storage.outputs.id
   }
 }
 
@@ -171,6 +204,9 @@ module functionApp 'modules/function-app.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    subnetId: vnetEnabled ? network!.outputs.appSubnetId : ''
+    zoneRedundant: zoneRedundant
+    corsAllowedOrigins: corsOrigins
     // Every setting uploadsession/config.py reads. Storage is the identity-based form
     // (UPLOADSESSION_STORAGE__*), never the UPLOADSESSION_STORAGE connection string: there are no keys.
     appSettings: {
@@ -189,9 +225,11 @@ module functionApp 'modules/function-app.bicep' = {
       PURGE_SCHEDULE: purgeSchedule
     }
   }
-  // The host starts using storage as soon as the app exists; let the grants come first.
+  // The host starts using storage as soon as the app exists; let the grants (and, with
+  // vnetEnabled, the private endpoints and their DNS) come first.
   dependsOn: [
     roles
+    network
   ]
 }
 

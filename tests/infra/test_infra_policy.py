@@ -206,7 +206,7 @@ def test_parameters_file_maps_environment_values_to_template_parameters() -> Non
         assert reference, f"{name}: {entry['value']}"
         variable, default = reference.groups()
         if default is not None:  # the file's default must be the template's
-            assert str(params[name].value) == default, name
+            assert json.dumps(params[name].value).strip('"') == default, name
         if variable in settings:  # an app setting and its azd variable share one name
             assert re.search(rf"\b{name}\b", settings[variable].text), variable
 
