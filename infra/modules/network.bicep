@@ -107,7 +107,7 @@ resource dnsZones 'Microsoft.Network/privateDnsZones@2024-06-01' = [
 ]
 
 resource dnsZoneLinks 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2024-06-01' = [
-  for (service, i) in storageServices: {
+  for i in range(0, length(storageServices)): {
     parent: dnsZones[i]
     name: '${name}-link'
     location: 'global'
@@ -146,7 +146,7 @@ resource privateEndpoints 'Microsoft.Network/privateEndpoints@2024-05-01' = [
 ]
 
 resource privateDnsZoneGroups 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2024-05-01' = [
-  for (service, i) in storageServices: {
+  for i in range(0, length(storageServices)): {
     parent: privateEndpoints[i]
     name: 'default'
     properties: {

@@ -129,6 +129,7 @@ fi
 # when none is an api:// URI) + /.default.
 default_scope() {
   local audience first=""
+  local -a audiences
   IFS=',' read -r -a audiences <<<"${AUTH_AUDIENCES:-}"
   for audience in "${audiences[@]}"; do
     audience="${audience// /}"
