@@ -196,8 +196,6 @@ def test_deploy_provisions_deploys_with_retry_and_smoke_tests_with_azd() -> None
     deploy = load_workflow("deploy.yml")
     env = deploy["jobs"]["deploy"]["env"]
     for name in (
-        "AZURE_CLIENT_ID",
-        "AZURE_TENANT_ID",
         "AZURE_ENV_NAME",
         "AZURE_LOCATION",
         "AZURE_SUBSCRIPTION_ID",
@@ -206,6 +204,13 @@ def test_deploy_provisions_deploys_with_retry_and_smoke_tests_with_azd() -> None
     ):
         assert env[name] == f"${{{{ vars.{name} }}}}"
     assert env["AZURE_PRINCIPAL_TYPE"] == "ServicePrincipal"
+    # AZURE_CLIENT_ID would steer DefaultAzureCredential to a managed identity: azd login only.
+    assert "AZURE_CLIENT_ID" not in env
+    (login,) = [s for s in steps(deploy, "deploy") if "azd auth login" in s.get("run", "")]
+    assert login["env"] == {
+        "AZURE_CLIENT_ID": "${{ vars.AZURE_CLIENT_ID }}",
+        "AZURE_TENANT_ID": "${{ vars.AZURE_TENANT_ID }}",
+    }
     assert uses(deploy, "deploy", "azure/setup-azd")
     commands = [s.get("run", "").strip() for s in steps(deploy, "deploy")]
     provision = commands.index("azd provision --no-prompt")
