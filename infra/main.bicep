@@ -225,11 +225,11 @@ module functionApp 'modules/function-app.bicep' = {
       PURGE_SCHEDULE: purgeSchedule
     }
   }
-  // The host starts using storage as soon as the app exists; let the grants (and, with
-  // vnetEnabled, the private endpoints and their DNS) come first.
+  // The host starts using storage as soon as the app exists; let the grants come first. (With
+  // vnetEnabled, subnetId already makes the app wait for the network module, private endpoints
+  // and DNS included.)
   dependsOn: [
     roles
-    network
   ]
 }
 

@@ -98,7 +98,7 @@ resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {
   }
 }
 
-resource dnsZones 'Microsoft.Network/privateDnsZones@2024-06-01' = [
+resource dnsZones 'Microsoft.Network/privateDnsZones@2020-06-01' = [
   for service in storageServices: {
     name: 'privatelink.${service}.${environment().suffixes.storage}'
     location: 'global'
@@ -106,7 +106,7 @@ resource dnsZones 'Microsoft.Network/privateDnsZones@2024-06-01' = [
   }
 ]
 
-resource dnsZoneLinks 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2024-06-01' = [
+resource dnsZoneLinks 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = [
   for i in range(0, length(storageServices)): {
     parent: dnsZones[i]
     name: '${name}-link'
