@@ -59,7 +59,7 @@ def test_ci_runs_make_test_on_push_and_pull_request() -> None:
     (python,) = uses(ci, "test", "actions/setup-python")
     assert python["with"]["python-version-file"] == ".python-version"
     (node,) = uses(ci, "test", "actions/setup-node")
-    assert str(node["with"]["node-version"]) == "20"
+    assert str(node["with"]["node-version"]) == "22"  # what Azurite declares (README)
     assert [s["run"] for s in steps(ci, "test") if "run" in s] == ["make test"]
 
 
