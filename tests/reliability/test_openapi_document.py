@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -26,6 +26,10 @@ SESSION_PATH = (
     "/{version}/print/printers/{printerId}/jobs/{jobId}/documents/{documentId}/uploadSession"
 )
 VALUE_PATH = SESSION_PATH + "/$value"
+DOCUMENT_PATH = SESSION_PATH.removesuffix("/uploadSession")
+CREATE_PATH = DOCUMENT_PATH + "/createUploadSession"
+CONTENT_PATH = DOCUMENT_PATH + "/$value"
+UPLOAD_URL_PATH = "/{version}/uploadSessions/{sessionRef}"
 
 # DESIGN §2-4: the statuses each operation can answer (304 only on GET; 404 on PUT is the host's
 # "no route" for a path such as an empty id), and the host's own refusals 414 and 431.
@@ -49,6 +53,17 @@ STATUSES = {
         "503",
     }
     | HOST,
+}
+# DESIGN §2.1, §2.2: the Graph protocol's operations (the uploadUrl needs no bearer token, so
+# no 401; its failures are 404 alike).
+GRAPH_STATUSES = {
+    ("post", CREATE_PATH): {"200", "400", "401", "403", "404", "409", "413", "503"} | HOST,
+    ("get", CONTENT_PATH): {"302", "400", "401", "403", "404", "503"} | HOST,
+    ("put", UPLOAD_URL_PATH): {"201", "202", "400", "403", "404", "412", "413", "415", "416"}
+    | {"503"}
+    | HOST,
+    ("get", UPLOAD_URL_PATH): {"200", "403", "404", "503"} | HOST,
+    ("delete", UPLOAD_URL_PATH): {"204", "403", "404", "503"} | HOST,
 }
 
 
@@ -104,8 +119,9 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 def test_the_paths_and_methods_are_exactly_the_routes_the_app_registers(
     document: dict[str, Any],
 ) -> None:
-    assert set(operations(document)) == registered_http_routes()
-    assert set(operations(document)) == set(STATUSES)
+    routes = {route for route in registered_http_routes() if route != ("get", "/health")}
+    assert set(operations(document)) - {("get", "/health")} == routes
+    assert set(operations(document)) - {("get", "/health")} == set(STATUSES) | set(GRAPH_STATUSES)
 
 
 def test_every_server_url_ends_in_host_json_route_prefix(document: dict[str, Any]) -> None:
@@ -117,8 +133,10 @@ def test_every_server_url_ends_in_host_json_route_prefix(document: dict[str, Any
 
 def test_path_parameters_carry_the_id_patterns_the_app_enforces(document: dict[str, Any]) -> None:
     for path, item in document["paths"].items():
-        params = {p["name"]: p for p in (resolve(document, p) for p in item["parameters"])}
+        params = {p["name"]: p for p in (resolve(document, p) for p in item.get("parameters", []))}
         assert set(re.findall(r"{(\w+)}", path)) <= set(params)
+        if "{printerId}" not in path:
+            continue
         patterns = {}
         for name in ("printerId", "jobId", "documentId"):
             assert params[name]["in"] == "path" and params[name]["required"] is True
@@ -311,3 +329,40 @@ def test_the_documented_scopes_are_exactly_the_permission_table(
             except AccessDenied:
                 accepted = False
             assert accepted is (frozenset(pair) in documented), (scheme, pair)
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(GRAPH_STATUSES))
+def test_each_graph_operation_documents_its_statuses_and_shapes(
+    document: dict[str, Any], method: str, path: str
+) -> None:
+    operation = operations(document)[(method, path)]
+    assert set(operation["responses"]) == GRAPH_STATUSES[(method, path)]
+    for status, response in operation["responses"].items():
+        response = resolve(document, response)
+        headers = {name.lower(): resolve(document, h) for name, h in response["headers"].items()}
+        assert headers["request-id"]["required"] and headers["client-request-id"]["required"]
+        if int(status) >= 400:
+            assert list(response["content"]) == ["application/json"]
+    if path == UPLOAD_URL_PATH:
+        assert operation["security"] == []  # the capability token alone authorizes
+
+
+def test_the_graph_wire_shapes_match_what_the_app_renders(document: dict[str, Any]) -> None:
+    from uploadsession.graph import print_document_json, upload_session_json
+
+    schemas = document["components"]["schemas"]
+    now = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    key = DocumentKey.parse(
+        "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "d10b32d8-30ed-4c72-a69b-a7155f81947d",
+        "1",
+        "d10b32d8-30ed-4c72-a69b-a7155f81947e",
+    )
+    session = Session(key, "s", 10, "text/plain", "a.txt", "app", None, now, now)
+    progress = upload_session_json(session, None)
+    assert list(progress) == schemas["uploadSessionProgress"]["required"]
+    assert progress["nextExpectedRanges"] == ["0-9"]
+    with_url = upload_session_json(session, "https://h/v1.0/uploadSessions/x?tempauthtoken=t")
+    assert list(with_url) == schemas["uploadSession"]["required"]
+    printed = print_document_json(session, timedelta(seconds=1))
+    assert list(printed) == schemas["printDocument"]["required"]
