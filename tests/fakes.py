@@ -234,6 +234,10 @@ class InMemoryStorage:
     def read_url(self, key: DocumentKey, lifetime: timedelta) -> str:
         return f"memory://documents/{key.blob_name}?lifetime={int(lifetime.total_seconds())}"
 
+    def read_range(self, key: DocumentKey, start: int, length: int) -> bytes | None:
+        document = self.document(key)
+        return None if document is None else document.data[start : start + length]
+
     def document_metadata(self, key: DocumentKey) -> dict[str, str] | None:
         document = self.document(key)
         return None if document is None else dict(document.metadata)

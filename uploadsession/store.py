@@ -543,6 +543,15 @@ class AzureStorage:
         """The committed document's blob metadata, or None when there is none."""
         return _document_metadata(self, key)
 
+    def read_range(self, key: DocumentKey, start: int, length: int) -> bytes | None:
+        """``length`` bytes of the committed document from ``start``, or None without one."""
+        blob = self._blob(key)
+        with translate_azure_errors("reading a document range"):
+            try:
+                return bytes(blob.download_blob(offset=start, length=length).readall())
+            except ResourceNotFoundError:
+                return None
+
 
 # -- Graph protocol (uploadsession.graph): the uploadUrl key and read-only document URLs -----
 

@@ -239,6 +239,18 @@ def test_after_completion_a_resent_range_and_an_empty_put_get_201(
     assert empty.json()["id"] == doc.rsplit("/", 1)[1]
 
 
+def test_after_completion_identical_bytes_at_other_boundaries_get_201(
+    client: httpx.Client, api: Api
+) -> None:
+    data = random.randbytes(4000)
+    doc = document_url(api)
+    url = str(create(client, api, doc, len(data))["uploadUrl"])
+    upload_all(client, url, data, 2000)
+    again = put(client, url, data[1000:3000], 1000, 4000)  # a fresh task with another chunk size
+    assert again.status_code == 201, again.text
+    assert blob(api, doc) == data
+
+
 def test_after_completion_different_bytes_are_416_and_never_written(
     client: httpx.Client, api: Api
 ) -> None:
