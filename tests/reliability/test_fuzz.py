@@ -48,7 +48,10 @@ MIN_REQUESTS = 1000 * SCALE
 # Answers the runs must have reached: past validation into the service, not only its 400s.
 REACHED = {200, 201, 202, 204, 304, 400, 404, 409, 412, 416, 428}
 # One line per request in the `uploadsession serve` log.
-LOGGED_REQUEST = re.compile(r'^127\.0\.0\.1 "[A-Z]+ \S+ HTTP/1\.[01]" \d{3} ', re.MULTILINE)
+# One line per request, after the UTC time devhost starts it with.
+LOGGED_REQUEST = re.compile(
+    r'^(?:\S+Z )?127\.0\.0\.1 "[A-Z]+ \S+ HTTP/1\.[01]" \d{3} ', re.MULTILINE
+)
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
