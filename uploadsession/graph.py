@@ -238,7 +238,9 @@ class GraphProtocol:
                 raise missing
         else:
             metadata = self.store.document_metadata(key)
-            if metadata is None:
+            # A committed document always carries its session id; a blob without one (e.g. a
+            # discard marker) is no document.
+            if metadata is None or "sessionid" not in metadata:
                 raise missing
             if not self._sees(
                 principal, metadata.get("createdbyapp", ""), metadata.get("createdbyuser")
