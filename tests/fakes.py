@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 
 from uploadsession.errors import ConcurrencyConflict, EntityExists
 from uploadsession.models import DocumentKey, Session
-from uploadsession.store import MissingBlocks, Subscription, row_key
+from uploadsession.store import ForeignDocument, MissingBlocks, Subscription, row_key
 
 _MAX_BLOCK_ID_BYTES = 64
 
@@ -187,6 +187,10 @@ class InMemoryStorage:
                 raise ValueError(f"blob metadata must be ASCII name/value pairs: {name!r}")
         with self._lock:
             blob = self._blobs.setdefault(key.blob_name, _Blob())
+            if blob.committed is not None:  # If-None-Match: *, as AzureStorage.commit
+                if blob.committed.metadata.get("sessionid") == metadata.get("sessionid"):
+                    return  # this session's own earlier commit
+                raise ForeignDocument(key.blob_name)
             blocks: dict[str, bytes] = {}
             for block_id in block_ids:
                 if block_id in blob.uncommitted:

@@ -27,6 +27,9 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 ACTIVE = "active"
 COMMITTED = "committed"
+#: Cancelled or expired and won by a discard: its staged bytes are being dropped (see
+#: docs/architecture.md "Upload protocol and concurrency"); invisible to readers.
+DISCARDING = "discarding"
 
 
 def is_guid(value: str) -> bool:
@@ -169,6 +172,13 @@ class Session:
     @property
     def complete(self) -> bool:
         return sum(s.length for s in self.segments) == self.size
+
+    def records_and_gaps(self, extra: Segment | None = None) -> int:
+        """Segment records plus missing ranges (with ``extra`` added): the segment cap keeps
+        this bounded, so a segment that exactly fills a gap is always accepted."""
+        segments = self.segments if extra is None else (*self.segments, extra)
+        received = [(s.start, s.end) for s in segments]
+        return len(segments) + len(missing_ranges(self.size, received))
 
     def expired(self, now: datetime) -> bool:
         return now >= self.expires

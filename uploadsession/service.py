@@ -45,6 +45,7 @@ from uploadsession.errors import (
 from uploadsession.models import (
     ACTIVE,
     COMMITTED,
+    DISCARDING,
     CreateRequest,
     DocumentKey,
     Segment,
@@ -52,7 +53,7 @@ from uploadsession.models import (
     Session,
     render,
 )
-from uploadsession.store import MissingBlocks, Storage
+from uploadsession.store import ForeignDocument, MissingBlocks, Storage
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +127,23 @@ class UploadSessionService:
             return session.user_id is not None and session.user_id == principal.user_id
         return session.user_id is None and session.app_id == principal.app_id
 
-    def _load_visible(self, principal: Principal, key: DocumentKey, op: Operation) -> Session:
-        """The live session the caller may see; otherwise 404, as if absent."""
+    def _load_visible(
+        self,
+        principal: Principal,
+        key: DocumentKey,
+        op: Operation,
+        *,
+        discarding: bool = False,
+    ) -> Session:
+        """The live session the caller may see; otherwise 404, as if absent. A session being
+        discarded is visible only to a DELETE (``discarding``), which finishes the discard."""
         session = self.store.get_session(key)
-        if session is None or session.expired(self._clock()):
+        if session is None:
+            raise ItemNotFound("The upload session does not exist or has expired")
+        if session.status == DISCARDING:
+            if not discarding:
+                raise ItemNotFound("The upload session does not exist or has expired")
+        elif session.expired(self._clock()):
             raise ItemNotFound("The upload session does not exist or has expired")
         if not (sees_all(principal, op) or self._is_creator(principal, session)):
             raise ItemNotFound("The upload session does not exist or has expired")
@@ -144,8 +158,14 @@ class UploadSessionService:
     # -- use cases -----------------------------------------------------------------------
 
     def get(self, principal: Principal, key: DocumentKey) -> Session:
+        """The session; one whose every byte is recorded but whose commit a crash or a storage
+        failure left undone is committed first (503 + Retry-After while that fails), so
+        "complete" is never said of a document that does not exist."""
         self._admit(principal, Operation.READ)
-        return self._load_visible(principal, key, Operation.READ)
+        session = self._load_visible(principal, key, Operation.READ)
+        if session.complete and session.status == ACTIVE:
+            session = self._commit(session)
+        return session
 
     def create(self, principal: Principal, key: DocumentKey, request: CreateRequest) -> Session:
         """Create the document's session; the same creator repeating the same body gets the
@@ -154,19 +174,26 @@ class UploadSessionService:
         for attempt in range(MAX_WRITE_ATTEMPTS):
             now = self._clock()
             existing = self.store.get_session(key)
-            if existing is not None and not existing.expired(now):
+            if existing is not None and existing.status != DISCARDING and not existing.expired(now):
                 if (
                     existing.status == ACTIVE
                     and self._is_creator(principal, existing)
                     and existing.same_request(request)
                 ):
+                    if existing.complete:  # an identical retry finishes a commit left undone
+                        existing = self._commit(existing)
                     return existing
                 if existing.status == COMMITTED:
                     raise Conflict("The document has already been uploaded")
                 raise Conflict("An upload session already exists for this document")
-            if (existing is not None and existing.status == COMMITTED) or (
-                self.store.document_exists(key)
-            ):
+            if existing is not None:
+                # Expired, or a discard left unfinished: finish what it left (commit a complete
+                # one, discard an incomplete one, delete its row) before a new session starts,
+                # so no discard can ever touch the new session's bytes.
+                if self._retire(existing) is None:
+                    self._backoff(attempt)
+                continue
+            if self.store.document_exists(key):
                 raise Conflict("The document has already been uploaded")
             session = Session(
                 key=key,
@@ -180,16 +207,10 @@ class UploadSessionService:
                 expires=now + self.ttl,
             )
             try:
-                if existing is None:
-                    created = self.store.insert_session(session)
-                else:
-                    # An expired session counts as absent: replace it, if nobody else did.
-                    created = self.store.replace_session(
-                        replace(session, storage_etag=existing.storage_etag)
-                    )
+                created = self.store.insert_session(session)
                 telemetry.count(telemetry.SESSIONS_CREATED)
                 return created
-            except (EntityExists, ConcurrencyConflict):
+            except EntityExists:
                 self._backoff(attempt)
         raise ServiceUnavailable("The session is busy; try again", retry_after=1)
 
@@ -222,9 +243,12 @@ class UploadSessionService:
                     f"({other.start}-{other.end})",
                     size=session.size,
                 )
-            if len(session.segments) >= MAX_SEGMENTS:
+            if session.records_and_gaps(segment) > MAX_SEGMENTS:
+                # records + gaps ≤ cap holds for every session, and a segment that exactly
+                # fills a gap keeps the sum: sending missingRanges as listed always completes.
                 raise InvalidRequest(
-                    f"A session accepts at most {MAX_SEGMENTS} segments; send larger segments"
+                    f"A session accepts at most {MAX_SEGMENTS} segments and missing ranges; "
+                    "send each missing range (missingRanges) whole"
                 )
             if not staged:
                 self.store.stage(key, segment.block_id, upload.data)
@@ -273,7 +297,7 @@ class UploadSessionService:
         if session.user_id is not None:
             metadata["createdbyuser"] = session.user_id
         try:
-            self.store.commit(
+            self.store.commit(  # If-None-Match: *; our own earlier commit counts as success
                 session.key,
                 [s.block_id for s in session.segments],
                 session.content_type,
@@ -282,6 +306,8 @@ class UploadSessionService:
         except MissingBlocks:
             log.warning("recorded blocks missing at commit; asking the client again")
             return self._forget_unstaged(session)
+        except ForeignDocument:
+            raise Conflict("The document has already been uploaded") from None
         for attempt in range(MAX_WRITE_ATTEMPTS):
             if session.status == COMMITTED:
                 return session
@@ -292,8 +318,8 @@ class UploadSessionService:
             except ConcurrencyConflict:
                 self._backoff(attempt)
                 fresh = self.store.get_session(session.key)
-                if fresh is None:
-                    return replace(session, status=COMMITTED)  # deleted meanwhile
+                if fresh is None or fresh.id != session.id:
+                    return replace(session, status=COMMITTED)  # removed meanwhile
                 session = fresh
         raise ServiceUnavailable("The session is busy; try again", retry_after=1)
 
@@ -306,42 +332,67 @@ class UploadSessionService:
             except ConcurrencyConflict:
                 self._backoff(attempt)
                 fresh = self.store.get_session(session.key)
-                if fresh is None:
+                if fresh is None or fresh.id != session.id or fresh.status != ACTIVE:
                     raise ItemNotFound("The upload session was deleted") from None
                 session = fresh
         raise ServiceUnavailable("The session is busy; try again", retry_after=1)
 
+    def _retire(self, session: Session) -> str | None:
+        """Finish a cancelled or expired session and delete its row (docs/architecture.md
+        "Upload protocol and concurrency"): a complete one is committed (never discarded), an
+        incomplete one goes to ``discarding`` (ETag-conditional), its staged bytes are dropped,
+        then the row is deleted. Every step is repeatable, so whoever finds the row next — a
+        DELETE retry, the purge, a PUT — finishes it. Returns what was done (``committed``,
+        ``discarded``, ``removed``), or None when another writer changed the row first."""
+        outcome = "removed"
+        try:
+            if session.status == ACTIVE and session.complete:
+                session = self._commit(session)  # may un-record lost blocks: incomplete again
+                outcome = "committed"
+            if session.status == ACTIVE:
+                now = self._clock()
+                session = self.store.replace_session(
+                    replace(session, status=DISCARDING, expires=min(session.expires, now))
+                )
+            if session.status == DISCARDING:
+                self.store.discard_staged(session.key)
+                outcome = "discarded"
+            self.store.delete_session(session)
+        except ConcurrencyConflict:
+            return None
+        return outcome
+
     def delete(self, principal: Principal, key: DocumentKey) -> None:
-        """Cancel: creator only; removes the session and the staged bytes of an incomplete
-        document (a committed document is kept)."""
+        """Cancel: creator only. An incomplete document's staged bytes are discarded; a
+        complete one is committed and kept (a response may already have said complete); a
+        DELETE retried after a failure in the middle finishes the discard (204)."""
         self._admit(principal, Operation.WRITE)
         for attempt in range(MAX_WRITE_ATTEMPTS):
-            session = self._load_visible(principal, key, Operation.WRITE)
+            session = self._load_visible(principal, key, Operation.WRITE, discarding=True)
             if not self._is_creator(principal, session):
                 raise AccessDenied("Only the creator of an upload session can delete it")
-            try:
-                self.store.delete_session(session)
-            except ConcurrencyConflict:
+            if self._retire(session) is None:
                 self._backoff(attempt)
                 continue
-            if session.status != COMMITTED:
-                self.store.discard_staged(key)
             telemetry.count(telemetry.SESSIONS_CANCELLED)
             return
         raise ServiceUnavailable("The session is busy; try again", retry_after=1)
 
     def purge(self, *, page_size: int = 100) -> PurgeReport:
-        """Remove expired sessions and their staged bytes; idempotent; committed documents
-        are never touched (discarding is conditional on no committed blob)."""
+        """Finish expired sessions: commit complete ones, discard incomplete ones (only after
+        winning the row's transition to ``discarding``, so a renewed session is never
+        touched), finish discards left undone; idempotent."""
         sessions = discarded = 0
         for session in self.store.expired_sessions(self._clock(), page_size):
             try:
-                self.store.delete_session(session)  # ETag-conditional: skip if renewed
-            except ConcurrencyConflict:
+                outcome = self._retire(session)
+            except Conflict:
+                log.error("purge: a foreign document sits at a session's location; skipped")
                 continue
+            if outcome is None:
+                continue  # renewed or changed meanwhile: not ours to finish now
             sessions += 1
-            if session.status != COMMITTED:
-                self.store.discard_staged(session.key)
+            if outcome == "discarded":
                 discarded += 1
         telemetry.count(telemetry.SESSIONS_PURGED, sessions)
         return PurgeReport(sessions=sessions, staged_discarded=discarded)

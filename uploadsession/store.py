@@ -81,6 +81,17 @@ class MissingBlocks(StoreError):
     """Commit refused: some recorded blocks are not staged (discarded or expired)."""
 
 
+class ForeignDocument(StoreError):
+    """Commit refused: another session's document is already committed at the location."""
+
+
+#: Storage-call deadlines (docs/architecture.md "Bounded waits"): per socket operation, and one
+#: retry, so a black-holed endpoint becomes a 503 within ~11 s of a request's storage call.
+CONNECT_TIMEOUT_S = 3
+READ_TIMEOUT_S = 5
+RETRY_TOTAL = 1
+
+
 class SessionStore(Protocol):
     """State of sessions and tenant subscriptions."""
 
@@ -304,12 +315,12 @@ class AzureStorage:
             "transport": RequestsTransport(
                 session=session,
                 session_owner=False,
-                connection_timeout=5,
-                read_timeout=60,
+                connection_timeout=CONNECT_TIMEOUT_S,
+                read_timeout=READ_TIMEOUT_S,
                 # What requests would read from the environment on every request; see below.
                 connection_verify=_ca_bundle() or True,
             ),
-            "retry_total": 2,
+            "retry_total": RETRY_TOTAL,
             "retry_backoff_factor": 0.2,
         }
         # The blob SDK ignores retry_backoff_factor: its own ExponentialRetry waits 15 s, then
@@ -318,7 +329,7 @@ class AzureStorage:
         # but draws the wait with random.uniform).
         quick_retry = LinearRetry(
             backoff=0.3,  # type: ignore[arg-type]
-            retry_total=2,
+            retry_total=RETRY_TOTAL,
             random_jitter_range=0.1,  # type: ignore[arg-type]
         )
         blob_options = {**options, "retry_policy": quick_retry}
@@ -482,19 +493,41 @@ class AzureStorage:
         content_type: str,
         metadata: dict[str, str],
     ) -> None:
-
+        """Put Block List with ``If-None-Match: *``: exactly one commit of a document can
+        succeed. If the blob exists already with ``metadata["sessionid"]``, that is this
+        session's own earlier commit (success); a discard marker (0 bytes) is removed and the
+        commit tried once more; any other document raises :class:`ForeignDocument`."""
         blob = self._blob(key)
         with translate_azure_errors("committing a document"):
-            try:
-                blob.commit_block_list(
-                    [BlobBlock(block_id) for block_id in block_ids],
-                    content_settings=ContentSettings(content_type=content_type),
-                    metadata=metadata,
-                )
-            except HttpResponseError as exc:
-                if _has_error_code(exc, "InvalidBlockList"):
-                    raise MissingBlocks(key.blob_name) from exc
-                raise
+            for _ in range(2):
+                try:
+                    blob.commit_block_list(
+                        [BlobBlock(block_id) for block_id in block_ids],
+                        content_settings=ContentSettings(content_type=content_type),
+                        metadata=metadata,
+                        match_condition=MatchConditions.IfMissing,
+                    )
+                    return
+                except HttpResponseError as exc:
+                    if _has_error_code(exc, "InvalidBlockList"):
+                        raise MissingBlocks(key.blob_name) from exc
+                    if exc.status_code not in (409, 412):  # BlobAlreadyExists / ConditionNotMet
+                        raise
+                try:
+                    properties = blob.get_blob_properties()
+                except ResourceNotFoundError:
+                    continue  # a marker deleted meanwhile: try again
+                existing = dict(properties.metadata or {})
+                if existing.get("sessionid") == metadata.get("sessionid"):
+                    return  # our own earlier (or concurrent) commit
+                if properties.size == 0:
+                    with suppress(ResourceNotFoundError):
+                        blob.delete_blob(
+                            etag=properties.etag, match_condition=MatchConditions.IfNotModified
+                        )
+                    continue
+                raise ForeignDocument(key.blob_name)
+            raise ServiceUnavailable("The document is busy; try again", retry_after=1)
 
     def staged_block_ids(self, key: DocumentKey) -> set[str]:
         blob = self._blob(key)
@@ -506,25 +539,53 @@ class AzureStorage:
         return {b.id for b in (*committed, *uncommitted)}
 
     def document_exists(self, key: DocumentKey) -> bool:
+        """Whether a document is committed there. A 0-byte blob is never a document (a
+        session's size is at least 1) but a discard marker a failed discard left: it counts as
+        absent and is removed (If-Match its ETag), so the next commit can succeed."""
         blob = self._blob(key)
         with translate_azure_errors("checking a document"):
-            return bool(blob.exists())
+            try:
+                properties = blob.get_blob_properties()
+            except ResourceNotFoundError:
+                return False
+            if properties.size > 0:
+                return True
+            with suppress(ResourceNotFoundError, ResourceModifiedError):
+                blob.delete_blob(
+                    etag=properties.etag, match_condition=MatchConditions.IfNotModified
+                )
+            return False
 
     def discard_staged(self, key: DocumentKey) -> None:
         """Drop uncommitted blocks; a committed document is never touched.
 
         Blob Storage discards uncommitted blocks on any Put Block List, so commit an empty
-        list *only if no blob exists* (If-None-Match: *), then delete that empty blob.
+        list *only if no blob exists* (If-None-Match: *) — a 0-byte discard marker — then
+        delete that marker. A marker an earlier, interrupted discard left is deleted too.
+        Idempotent: every step may be repeated after a failure or a crash.
         """
 
         blob = self._blob(key)
         with translate_azure_errors("discarding staged segments"):
             try:
-                result = blob.commit_block_list([], match_condition=MatchConditions.IfMissing)
-            except (ResourceExistsError, ResourceNotFoundError):
-                return  # a committed document exists (keep it), or no container at all
-            with suppress(ResourceNotFoundError):
-                blob.delete_blob(etag=result["etag"], match_condition=MatchConditions.IfNotModified)
+                result = blob.commit_block_list(
+                    [], metadata={"discardmarker": "1"}, match_condition=MatchConditions.IfMissing
+                )
+                etag = result["etag"]
+            except ResourceNotFoundError:
+                return  # no container at all: nothing was ever staged
+            except HttpResponseError as exc:
+                if exc.status_code not in (409, 412):  # BlobAlreadyExists / ConditionNotMet
+                    raise
+                try:
+                    properties = blob.get_blob_properties()
+                except ResourceNotFoundError:
+                    return  # deleted meanwhile
+                if properties.size > 0:
+                    return  # a committed document: keep it
+                etag = properties.etag
+            with suppress(ResourceNotFoundError, ResourceModifiedError):
+                blob.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
 
     # -- Graph protocol ------------------------------------------------------------------
 

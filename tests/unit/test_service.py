@@ -771,7 +771,7 @@ def test_a_retry_of_any_segment_finishes_an_unmarked_commit(
         upload(service, data, 10, 19)
     store.before = None
     assert store.document(KEY).data == data  # type: ignore[union-attr]
-    assert service.get(ALICE_RW, KEY).status != COMMITTED
+    assert store.get_session(KEY).status != COMMITTED  # type: ignore[union-attr]
     result = upload(service, data, 0, 9)  # the other segment: also identical
     assert result.complete and result.session.status == COMMITTED
     assert store.get_session(KEY).status == COMMITTED  # type: ignore[union-attr]
@@ -931,7 +931,7 @@ def test_purge_spares_a_session_renewed_after_it_was_listed(
     assert stored is not None
 
     def renew_first(operation: str) -> None:
-        if operation == "delete_session":
+        if operation == "replace_session":  # the purge's transition to discarding
             store.before = None
             current = store.get_session(KEY)
             assert current is not None
