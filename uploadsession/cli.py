@@ -399,6 +399,33 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    target = Path(args.output) if args.output else None
+    partial = target.with_name(target.name + ".partial") if target else None
+    try:
+        with _client(args) as client:
+            if partial is not None and target is not None:
+                with partial.open("wb") as out:
+                    result = client.download(args.printer, args.job, args.document, out)
+                partial.replace(target)  # only a whole, checked document takes the name
+            else:
+                result = client.download(args.printer, args.job, args.document, sys.stdout.buffer)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        return _client_errors(args, exc)
+    if target is not None:
+        summary = {"path": str(target), "size": result.size, "sha256": result.sha256}
+        print(
+            json.dumps(summary)
+            if args.json
+            else f"wrote {result.size} bytes to {target} (sha256 {result.sha256})"
+        )
+    return EXIT_OK
+
+
 def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url",
@@ -483,6 +510,15 @@ def _add_client_commands(sub: Any) -> None:
     cancel = sub.add_parser("cancel", help="cancel (delete) an upload session")
     _add_client_arguments(cancel)
     cancel.set_defaults(func=cmd_cancel)
+
+    download = sub.add_parser(
+        "download", help="read the committed document (to stdout, or -o FILE)"
+    )
+    _add_client_arguments(download)
+    download.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE (whole and checked, or not at all)"
+    )
+    download.set_defaults(func=cmd_download)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -374,6 +374,14 @@ class AzureCredentialToken:
 
 
 @dataclass(frozen=True)
+class DownloadResult:
+    """A committed document read back: its size and SHA-256 (hex)."""
+
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class UploadResult:
     """What an upload did. ``as_dict`` is the CLI's ``--json`` object."""
 
@@ -600,6 +608,45 @@ class UploadClient:
         self._request(
             "DELETE", self.session_url(printer, job, document), missing_ok_after_retry=True
         )
+
+    def download(
+        self, printer: str, job: str, document: str, destination: IO[bytes]
+    ) -> DownloadResult:
+        """Read the committed document: ``GET {D}/$value`` answers 302 to a short-lived,
+        read-only URL, which is fetched without the bearer token. The bytes are checked
+        against the length the storage announced and their SHA-256 is returned."""
+        url = self.document_url(printer, job, document) + "/$value"
+        answer = self._request("GET", url, redirect_ok=True)
+        location = answer.headers.get("Location")
+        if answer.status_code != 302 or not location:
+            raise ClientError(
+                self.redact(f"GET {_where(url)} answered {answer.status_code} without a Location")
+            )
+        digest = hashlib.sha256()
+        written = 0
+        try:
+            # The capability is in the URL: no Authorization header, and no redirects onwards.
+            with self._http.get(
+                location, stream=True, timeout=self._timeout, allow_redirects=False
+            ) as response:
+                if response.status_code != 200:
+                    raise ClientError(
+                        f"the document link answered HTTP {response.status_code} "
+                        "(it is valid for a few minutes: run download again)",
+                        status=response.status_code,
+                    )
+                expected = response.headers.get("Content-Length")
+                for chunk in response.iter_content(chunk_size=1024 * 1024):
+                    destination.write(chunk)
+                    digest.update(chunk)
+                    written += len(chunk)
+        except requests.RequestException as exc:
+            raise TransportError(
+                f"reading the document failed: {_connection_reason(exc)}"
+            ) from None
+        if expected is not None and int(expected) != written:
+            raise ClientError(f"the document is {expected} bytes but {written} arrived")
+        return DownloadResult(written, digest.hexdigest())
 
     def create(
         self, printer: str, job: str, document: str, *, size: int, content_type: str, name: str
@@ -886,7 +933,13 @@ class UploadClient:
             ) from None
 
     def _request(
-        self, method: str, url: str, *, json_body: Any = None, missing_ok_after_retry: bool = False
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        missing_ok_after_retry: bool = False,
+        redirect_ok: bool = False,
     ) -> requests.Response:
         """A non-upload request with the same retry policy; raises on any non-2xx."""
         attempt = 0
@@ -903,7 +956,7 @@ class UploadClient:
                 log.debug("retrying %s in %.2f s: %s", method, delay, exc.message)
                 time.sleep(delay)
                 continue
-            if response.status_code < 300:
+            if response.status_code < 300 or (redirect_ok and response.status_code == 302):
                 return response
             if response.status_code == 404 and missing_ok_after_retry and retried_transport:
                 return response

@@ -564,3 +564,42 @@ def test_running_a_finished_upload_again_says_the_document_is_complete(
     )
     assert again.returncode == 1
     assert "already complete" in again.stderr
+
+
+# -- download ------------------------------------------------------------------------------
+
+
+def test_download_reads_back_the_committed_document_and_refuses_an_incomplete_one(
+    api: Api, tmp_path: Path, token: str
+) -> None:
+    doc = Doc.new()
+    data = write_file(tmp_path / "in.bin", 3 * MIB + 7, seed=11)
+    target = tmp_path / "out.bin"
+    early = run_cli(
+        "download", *doc.args(api), "--token", token, "-o", str(target), secrets=[token]
+    )
+    assert early.returncode == 1 and "404" in early.stderr
+    assert not target.exists() and not (tmp_path / "out.bin.partial").exists()
+    upload = run_cli(
+        "upload", str(tmp_path / "in.bin"), *doc.args(api), "--token", token, secrets=[token]
+    )
+    assert upload.returncode == 0, upload.stderr
+    done = run_cli(
+        "download", *doc.args(api), "--token", token, "-o", str(target), "--json", secrets=[token]
+    )
+    assert done.returncode == 0, done.stderr
+    assert target.read_bytes() == data
+    summary = json.loads(done.stdout)
+    assert summary == {
+        "path": str(target),
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    to_stdout = subprocess.run(
+        [sys.executable, "-m", "uploadsession", "download", *doc.args(api), "--token", token],
+        capture_output=True,
+        timeout=120,
+        cwd=REPO,
+        env=cli_env(),
+    )
+    assert to_stdout.returncode == 0 and to_stdout.stdout == data
