@@ -426,16 +426,80 @@ def cmd_download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+BASE_URL_ENV = "UPLOADSESSION_BASE_URL"
+PRINTER_ENV = "UPLOADSESSION_PRINTER"
+JOB_ENV = "UPLOADSESSION_JOB"
+DOCUMENT_ENV = "UPLOADSESSION_DOCUMENT"
+_GUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_JOB_TEXT = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+def _guid(what: str) -> Any:
+    """An argparse type: a GUID, checked before any request is sent."""
+
+    def parse(text: str) -> str:
+        if not _GUID_TEXT.fullmatch(text.strip()):
+            raise argparse.ArgumentTypeError(f"the {what} id must be a GUID, got {text!r}")
+        return text.strip()
+
+    return parse
+
+
+def _job_id(text: str) -> str:
+    if not _JOB_TEXT.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(
+            f"the job id must be 1-64 characters of A-Z, a-z, 0-9 and '-', got {text!r}"
+        )
+    return text.strip()
+
+
+def _base_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"the base URL must be http(s)://host/..., got {text!r}")
+    if parts.path.rstrip("/").rsplit("/", 1)[-1] not in ("v1.0", "beta"):
+        raise argparse.ArgumentTypeError(
+            f"the base URL must end in the version segment /v1.0 or /beta, got {text!r}"
+        )
+    return text.strip().rstrip("/")
+
+
 def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    def from_env(name: str) -> dict[str, Any]:
+        value = os.environ.get(name, "").strip()
+        return {"default": value} if value else {"required": True}
+
     parser.add_argument(
         "--base-url",
-        required=True,
+        type=_base_url,
         metavar="URL",
-        help="API root with the version segment, e.g. http://localhost:7071/beta",
+        help="API root with the version segment, e.g. http://localhost:7071/beta "
+        f"(default ${BASE_URL_ENV})",
+        **from_env(BASE_URL_ENV),
     )
-    parser.add_argument("--printer", required=True, metavar="ID", help="printer id (GUID)")
-    parser.add_argument("--job", required=True, metavar="ID", help="print job id")
-    parser.add_argument("--document", required=True, metavar="ID", help="document id (GUID)")
+    parser.add_argument(
+        "--printer",
+        type=_guid("printer"),
+        metavar="ID",
+        help=f"printer id (GUID; default ${PRINTER_ENV})",
+        **from_env(PRINTER_ENV),
+    )
+    parser.add_argument(
+        "--job",
+        type=_job_id,
+        metavar="ID",
+        help=f"print job id (default ${JOB_ENV})",
+        **from_env(JOB_ENV),
+    )
+    parser.add_argument(
+        "--document",
+        type=_guid("document"),
+        metavar="ID",
+        help=f"document id (GUID; default ${DOCUMENT_ENV})",
+        **from_env(DOCUMENT_ENV),
+    )
     auth = parser.add_mutually_exclusive_group()
     auth.add_argument(
         "--token",

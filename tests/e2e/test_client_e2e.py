@@ -603,3 +603,40 @@ def test_download_reads_back_the_committed_document_and_refuses_an_incomplete_on
         env=cli_env(),
     )
     assert to_stdout.returncode == 0 and to_stdout.stdout == data
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--printer", "not-a-guid", "printer id must be a GUID"),
+        ("--document", "1234", "document id must be a GUID"),
+        ("--job", "job/1", "job id must be"),
+        ("--base-url", "http://127.0.0.1:9/print", "version segment"),
+    ],
+)
+def test_bad_ids_are_usage_errors_before_any_request(
+    api: Api, token: str, flag: str, value: str, said: str
+) -> None:
+    doc = Doc.new()
+    args = doc.args(api)
+    args[args.index(flag) + 1] = value
+    done = run_cli("status", *args, "--token", token, secrets=[token], timeout=30)
+    assert done.returncode == 2
+    assert said in done.stderr
+
+
+def test_the_base_url_and_ids_may_come_from_the_environment(
+    api: Api, tmp_path: Path, token: str
+) -> None:
+    doc = Doc.new()
+    data = write_file(tmp_path / "env.bin", 1000, seed=3)
+    env = cli_env(
+        UPLOADSESSION_BASE_URL=api.base_url,
+        UPLOADSESSION_PRINTER=doc.printer,
+        UPLOADSESSION_JOB=doc.job,
+        UPLOADSESSION_DOCUMENT=doc.document,
+        UPLOADSESSION_TOKEN=token,
+    )
+    done = run_cli("upload", str(tmp_path / "env.bin"), secrets=[token], env=env)
+    assert done.returncode == 0, done.stderr
+    assert api.document_bytes(doc.url(api))[0] == data
