@@ -867,7 +867,15 @@ class UploadClient:
             with run.lock:
                 run.retries += 1
             delay = backoff_delay(attempt, retry_after)
-            log.debug("retrying bytes %d-%d in %.2f s: %s", start, end, delay, last_error.message)
+            log.info(
+                "retrying (%d/%d) bytes %d-%d in %.1f s: %s",
+                attempt,
+                self.max_attempts,
+                start,
+                end,
+                delay,
+                last_error.message,
+            )
             if run.stop.wait(delay):
                 return  # another worker finished, failed, or asked for a re-read
 
@@ -953,7 +961,14 @@ class UploadClient:
                     raise
                 retried_transport = True
                 delay = backoff_delay(attempt)
-                log.debug("retrying %s in %.2f s: %s", method, delay, exc.message)
+                log.info(
+                    "retrying (%d/%d) %s in %.1f s: %s",
+                    attempt,
+                    self.max_attempts,
+                    method,
+                    delay,
+                    exc.message,
+                )
                 time.sleep(delay)
                 continue
             if response.status_code < 300 or (redirect_ok and response.status_code == 302):
@@ -964,7 +979,14 @@ class UploadClient:
                 delay = backoff_delay(
                     attempt, parse_retry_after(response.headers.get("Retry-After"))
                 )
-                log.debug("retrying %s in %.2f s: HTTP %d", method, delay, response.status_code)
+                log.info(
+                    "retrying (%d/%d) %s in %.1f s: HTTP %d",
+                    attempt,
+                    self.max_attempts,
+                    method,
+                    delay,
+                    response.status_code,
+                )
                 time.sleep(delay)
                 continue
             raise self._error_from(response)

@@ -330,9 +330,11 @@ def test_injected_503s_and_dropped_connections_are_retried_to_a_byte_identical_d
     api: Api,
     tmp_path: Path,
     token: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     doc = Doc.new()
     data = write_file(tmp_path / "doc.bin", 4 * MIB + 5, seed=3)  # 14 segments of 320 KiB
+    caplog.set_level("INFO", logger="uploadsession.client")
     with (
         FaultProxy(api.base_url, fail_every=3, drop_before={2}, drop_after={4, 8}) as proxy,
         UploadClient(proxy.base_url, token) as client,
@@ -347,6 +349,10 @@ def test_injected_503s_and_dropped_connections_are_retried_to_a_byte_identical_d
         )
     assert result.status == "completed"
     assert proxy.faults >= 5 and result.retries >= proxy.faults
+    # Each retry is visible (the CLI logs INFO to stderr), numbered against the attempt limit.
+    retried = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying (")]
+    assert len(retried) >= proxy.faults
+    assert all("/8) " in line for line in retried)
     assert api.document_bytes(doc.url(api)) == (data, "application/octet-stream")
 
 
