@@ -314,6 +314,12 @@ def cmd_upload(args: argparse.Namespace) -> int:
     except (_UsageError, ValueError, ClientError, OSError) as exc:
         if bar is not None:
             bar.close()
+        if _already_uploaded(args, path, exc):
+            if args.json:
+                print(json.dumps({"status": "alreadyUploaded", "size": path.stat().st_size}))
+            else:
+                print(f"already uploaded: the committed document is byte-identical to {path}")
+            return EXIT_OK
         code = _client_errors(args, exc)
         if args.json:
             error = exc.as_dict() if isinstance(exc, ClientError) else {"message": str(exc)}
@@ -337,6 +343,35 @@ def cmd_upload(args: argparse.Namespace) -> int:
             f"document {result.document_url}"
         )
     return EXIT_OK
+
+
+class _SameBytes:
+    """A write-only sink that compares what it is given with a local file."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+        self.same = True
+
+    def write(self, chunk: bytes) -> int:
+        if self.same and self._source.read(len(chunk)) != chunk:
+            self.same = False
+        return len(chunk)
+
+
+def _already_uploaded(args: argparse.Namespace, path: Path, exc: BaseException) -> bool:
+    """True when the create conflicted because the document is complete and the committed
+    bytes are exactly this file's (read back through ``$value`` and compared as they stream)."""
+    from uploadsession.client import ClientError, ConflictError
+
+    if not isinstance(exc, ConflictError):
+        return False  # (a 409 for any other reason finds no committed document below)
+    try:
+        with _client(args) as client, path.open("rb") as source:
+            sink = _SameBytes(source)
+            result = client.download(args.printer, args.job, args.document, sink)  # type: ignore[arg-type]
+            return sink.same and result.size == path.stat().st_size
+    except (ClientError, OSError):
+        return False
 
 
 def _expiry_text(expiry: str | None, now: datetime | None = None) -> str:

@@ -646,3 +646,25 @@ def test_the_base_url_and_ids_may_come_from_the_environment(
     done = run_cli("upload", str(tmp_path / "env.bin"), secrets=[token], env=env)
     assert done.returncode == 0, done.stderr
     assert api.document_bytes(doc.url(api))[0] == data
+
+
+def test_uploading_a_complete_document_again_exits_0_only_for_the_same_bytes(
+    api: Api, tmp_path: Path, token: str
+) -> None:
+    doc = Doc.new()
+    write_file(tmp_path / "same.bin", 200_000, seed=21)
+    first = run_cli(
+        "upload", str(tmp_path / "same.bin"), *doc.args(api), "--token", token, secrets=[token]
+    )
+    assert first.returncode == 0, first.stderr
+    again = run_cli(
+        "upload", str(tmp_path / "same.bin"), *doc.args(api), "--token", token, secrets=[token]
+    )
+    assert again.returncode == 0, again.stderr
+    assert "already uploaded" in again.stdout
+    other = tmp_path / "other" / "same.bin"  # same name and size, other bytes
+    other.parent.mkdir()
+    write_file(other, 200_000, seed=22)
+    different = run_cli("upload", str(other), *doc.args(api), "--token", token, secrets=[token])
+    assert different.returncode == 1
+    assert "already complete" in different.stderr
