@@ -1,0 +1,44 @@
+"""Fault fixtures: `uploadsession serve` whose storage traffic passes a FaultProxy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import cast
+
+import pytest
+
+from tests.e2e.conftest import Api, start_api
+from tests.faults.proxy import FaultProxy
+from tests.processes import AZURITE_KEY, Azurite
+
+
+@dataclass
+class _Endpoint:
+    connection_string: str
+
+
+@pytest.fixture(scope="module")
+def proxy(azurite: Azurite) -> Iterator[FaultProxy]:
+    running = FaultProxy({"blob": azurite.blob_port, "table": azurite.table_port}).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def faulty_api(proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    endpoint = cast(Azurite, _Endpoint(proxy.connection_string(AZURITE_KEY)))
+    running = start_api(endpoint, tmp_path_factory.mktemp("faulty-api"))
+    try:
+        yield running
+    finally:
+        running.server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_faults_left(proxy: FaultProxy) -> Iterator[None]:
+    proxy.clear()
+    yield
+    proxy.clear()
