@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
+import anycrc
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -446,6 +447,15 @@ class _Source:
             name = Path(str(getattr(source, "name", "") or "document")).name
             yield cls(None, source, size, name)
 
+    def checksum(self, chunk: int = 8 * 1024 * 1024) -> str:
+        """The whole file's CRC-64/NVME in the service's form, ``crc64nvme:<16 hex>``."""
+        crc = anycrc.Model("CRC64-NVME")
+        value: int | None = None
+        for start in range(0, self.size, chunk):
+            data = self.read(start, min(chunk, self.size - start))
+            value = int(crc.calc(data) if value is None else crc.calc(data, value))
+        return f"crc64nvme:{value or 0:016x}"
+
     def read(self, start: int, length: int) -> bytes:
         if self._fd is not None:
             chunks, offset, left = [], start, length
@@ -649,11 +659,23 @@ class UploadClient:
         return DownloadResult(written, digest.hexdigest())
 
     def create(
-        self, printer: str, job: str, document: str, *, size: int, content_type: str, name: str
+        self,
+        printer: str,
+        job: str,
+        document: str,
+        *,
+        size: int,
+        content_type: str,
+        name: str,
+        checksum: str | None = None,
     ) -> dict[str, Any]:
-        """PUT the session; the same caller with the same properties gets it back (200)."""
+        """PUT the session; the same caller with the same properties gets it back (200).
+        ``checksum`` (``crc64nvme:<16 hex>``) declares the whole document's bytes: a resume
+        for other bytes is then refused instead of mixing two files."""
         url = self.session_url(printer, job, document)
-        body = {"size": size, "contentType": content_type, "documentName": name}
+        body: dict[str, Any] = {"size": size, "contentType": content_type, "documentName": name}
+        if checksum is not None:
+            body["checksum"] = checksum
         try:
             response = self._request("PUT", url, json_body=body)
         except ConflictError as exc:
@@ -702,7 +724,13 @@ class UploadClient:
             name = name or src.name
             content_type = content_type or guess_content_type(name)
             session = self.create(
-                printer, job, document, size=src.size, content_type=content_type, name=name
+                printer,
+                job,
+                document,
+                size=src.size,
+                content_type=content_type,
+                name=name,
+                checksum=src.checksum(),
             )
             run = _Run(src.size, progress, started)
             missing = missing_ranges(session)
@@ -1045,6 +1073,18 @@ class UploadClient:
             same = all(current.get(k) == v for k, v in wanted.items())
             if same and not missing_ranges(current):
                 why = "the document is already complete"
+            elif not same and all(
+                current.get(k) == v for k, v in wanted.items() if k != "checksum"
+            ):
+                why = (
+                    "the document is already complete with other bytes (its checksum is "
+                    f"{current.get('checksum')}, this file's is {wanted.get('checksum')})"
+                    if not missing_ranges(current)
+                    else "the session for this document was created for different bytes (its "
+                    f"checksum is {current.get('checksum') or 'not declared'}, this file's is "
+                    f"{wanted.get('checksum')}); resuming would mix two files: "
+                    "`uploadsession cancel` starts over"
+                )
             elif not same:
                 have = {k: current.get(k) for k in wanted}
                 why = (

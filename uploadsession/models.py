@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import anycrc
+
 from uploadsession.errors import InvalidRequest
 from uploadsession.ranges import Range, find_overlap, missing_ranges
 
@@ -24,6 +26,28 @@ _CONTENT_TYPE = re.compile(rf"^{_TOKEN}/{_TOKEN}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
 # JSON's "\ud800" escapes decode to lone surrogates, which no UTF-8 response or store can carry.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+#: CRC-64/NVME (anycrc): combinable, so a document's checksum is combined from its segments'
+#: in offset order at commit, with no read-back. Wire form: ``crc64nvme:`` + 16 hex digits.
+_CRC64 = anycrc.Model("CRC64-NVME")
+CHECKSUM_PREFIX = "crc64nvme:"
+_CHECKSUM = re.compile(r"^crc64nvme:[0-9a-fA-F]{16}$")
+
+
+def crc64nvme(data: bytes | memoryview) -> int:
+    return int(_CRC64.calc(bytes(data) if isinstance(data, memoryview) else data))
+
+
+def format_checksum(value: int) -> str:
+    return f"{CHECKSUM_PREFIX}{value:016x}"
+
+
+def parse_checksum(value: object, name: str = "checksum") -> int:
+    """``crc64nvme:<16 hex>`` → its value; InvalidRequest naming ``name`` otherwise."""
+    if not isinstance(value, str) or not _CHECKSUM.fullmatch(value):
+        raise InvalidRequest(f"'{name}' must be 'crc64nvme:' followed by 16 hex digits")
+    return int(value[len(CHECKSUM_PREFIX) :], 16)
+
 
 ACTIVE = "active"
 COMMITTED = "committed"
@@ -70,6 +94,9 @@ class Segment:
     start: int
     end: int
     md5: bytes
+    #: CRC-64/NVME of the bytes, computed as they arrived (None for segments recorded before
+    #: checksums existed); not part of a segment's identity.
+    crc: int | None = field(default=None, compare=False)
 
     @property
     def length(self) -> int:
@@ -100,6 +127,8 @@ class CreateRequest:
     size: int
     content_type: str
     document_name: str
+    #: The whole document's CRC-64/NVME the creator declares (optional).
+    checksum: int | None = None
 
     @classmethod
     def parse(cls, body: bytes, *, max_document_bytes: int) -> CreateRequest:
@@ -110,7 +139,7 @@ class CreateRequest:
             raise InvalidRequest("The request body must be a JSON object") from None
         if not isinstance(data, dict):
             raise InvalidRequest("The request body must be a JSON object")
-        unknown = sorted(set(data) - {"size", "contentType", "documentName"})
+        unknown = sorted(set(data) - {"size", "contentType", "documentName", "checksum"})
         if unknown:
             raise InvalidRequest(f"Unknown property '{unknown[0]}'")
         size = data.get("size")
@@ -136,7 +165,13 @@ class CreateRequest:
             raise InvalidRequest("'documentName' must not contain control characters")
         if _SURROGATE.search(name):
             raise InvalidRequest("'documentName' must not contain unpaired surrogates")
-        return cls(size=size, content_type=content_type, document_name=name)
+        checksum = data.get("checksum")
+        return cls(
+            size=size,
+            content_type=content_type,
+            document_name=name,
+            checksum=None if checksum is None else parse_checksum(checksum),
+        )
 
 
 @dataclass(frozen=True)
@@ -160,6 +195,8 @@ class Session:
     storage_etag: str | None = field(default=None, compare=False)
     #: SHA-256 of the uploadUrl's capability token (Graph protocol), once one was issued.
     upload_token_hash: bytes | None = None
+    #: The document's CRC-64/NVME as declared by the creator (None: not declared).
+    checksum: int | None = None
 
     @property
     def received(self) -> list[Range]:
@@ -196,11 +233,31 @@ class Session:
         return self.app_id == app_id and self.user_id == user_id
 
     def same_request(self, request: CreateRequest) -> bool:
-        return (self.size, self.content_type, self.document_name) == (
+        return (self.size, self.content_type, self.document_name, self.checksum) == (
             request.size,
             request.content_type,
             request.document_name,
+            request.checksum,
         )
+
+    def combined_checksum(self, segments: tuple[Segment, ...] | None = None) -> int | None:
+        """CRC-64/NVME of the recorded segments in offset order, when they cover the whole
+        document and each one's CRC is known; else None."""
+        segments = self.segments if segments is None else segments
+        if sum(s.length for s in segments) != self.size or any(s.crc is None for s in segments):
+            return None
+        value: int | None = None
+        for s in sorted(segments, key=lambda s: s.start):
+            assert s.crc is not None
+            value = s.crc if value is None else int(_CRC64.combine(value, s.crc, s.length))
+        return value
+
+    @property
+    def known_checksum(self) -> int | None:
+        """What readers are told: the declared checksum, or the committed document's."""
+        if self.checksum is not None:
+            return self.checksum
+        return self.combined_checksum() if self.status == COMMITTED else None
 
 
 def format_datetime(value: datetime) -> str:
@@ -213,11 +270,15 @@ def session_json(session: Session) -> dict[str, Any]:
     """Graph's printUploadSession representation, in the seed's property order."""
     missing = session.missing
     ranges = [{"start": str(s), "end": str(e)} for s, e in missing]
-    return {
+    body: dict[str, Any] = {
         **_session_head(session),
         "missingRanges": ranges,
         "nextExpectedRanges": next_expected_ranges(missing),
     }
+    checksum = session.known_checksum
+    if checksum is not None:  # appended, present once known (declared, or committed)
+        body["checksum"] = format_checksum(checksum)
+    return body
 
 
 def next_expected_ranges(missing: list[Range]) -> list[str]:
@@ -253,7 +314,9 @@ def render(session: Session) -> tuple[bytes, str]:
     ranges = ",".join([f'{{"start":"{s}","end":"{e}"}}' for s, e in missing])
     expected = ",".join([f'"{s}-{e}"' for s, e in missing])
     head = json.dumps(_session_head(session), separators=(",", ":"), ensure_ascii=False)
-    text = f'{head[:-1]},"missingRanges":[{ranges}],"nextExpectedRanges":[{expected}]}}'
+    text = f'{head[:-1]},"missingRanges":[{ranges}],"nextExpectedRanges":[{expected}]'
+    checksum = session.known_checksum
+    text += "}" if checksum is None else f',"checksum":"{format_checksum(checksum)}"}}'
     body = text.encode()
     return body, etag_of(body)
 

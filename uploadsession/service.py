@@ -51,6 +51,8 @@ from uploadsession.models import (
     Segment,
     SegmentUpload,
     Session,
+    crc64nvme,
+    format_checksum,
     render,
 )
 from uploadsession.store import ForeignDocument, MissingBlocks, Storage
@@ -205,6 +207,7 @@ class UploadSessionService:
                 user_id=principal.user_id if principal.delegated else None,
                 created=now,
                 expires=now + self.ttl,
+                checksum=request.checksum,
             )
             try:
                 created = self.store.insert_session(session)
@@ -217,7 +220,7 @@ class UploadSessionService:
     def upload(self, principal: Principal, key: DocumentKey, upload: SegmentUpload) -> UploadResult:
         """Accept one byte-range segment (see the module docstring for the protocol)."""
         self._admit(principal, Operation.WRITE)
-        segment = Segment(upload.start, upload.end, upload.md5)
+        segment = Segment(upload.start, upload.end, upload.md5, crc=crc64nvme(upload.data))
         staged = False
         for attempt in range(MAX_WRITE_ATTEMPTS):
             session = self._load_visible(principal, key, Operation.WRITE)
@@ -254,6 +257,8 @@ class UploadSessionService:
                 self.store.stage(key, segment.block_id, upload.data)
                 staged = True
             updated = session.with_segment(segment, expires=self._clock() + self.ttl)
+            if updated.complete and session.checksum is not None:
+                self._check_checksum(updated, session.checksum)
             try:
                 saved = self.store.replace_session(updated)
             except ConcurrencyConflict:
@@ -265,6 +270,18 @@ class UploadSessionService:
                 saved = self._commit(saved)
             return UploadResult(saved, saved.complete)
         raise ServiceUnavailable("The session is busy; try again", retry_after=1)
+
+    @staticmethod
+    def _check_checksum(session: Session, declared: int) -> None:
+        """Refuse the segment that would complete a document whose bytes differ from the
+        declared checksum: nothing is recorded or committed, the session stays incomplete."""
+        combined = session.combined_checksum()
+        if combined is not None and combined != declared:
+            raise Conflict(
+                f"The bytes received ({format_checksum(combined)}) do not match the "
+                f"checksum declared for this document ({format_checksum(declared)}); nothing "
+                "was committed: cancel the upload session (DELETE) and upload the document again"
+            )
 
     def _check_writer(self, principal: Principal, session: Session) -> None:
         writes_all = not principal.delegated or "PrintJob.ReadWrite.All" in principal.permissions
@@ -296,6 +313,9 @@ class UploadSessionService:
             metadata["createdbyapp"] = session.app_id
         if session.user_id is not None:
             metadata["createdbyuser"] = session.user_id
+        combined = session.combined_checksum()
+        if combined is not None:
+            metadata["crc64nvme"] = f"{combined:016x}"
         try:
             self.store.commit(  # If-None-Match: *; our own earlier commit counts as success
                 session.key,

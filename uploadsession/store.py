@@ -68,6 +68,11 @@ T = TypeVar("T")
 _RECORD = struct.Struct(">QI16s")
 _RECORDS_PER_CHUNK = 65536 // _RECORD.size
 _CHUNK_PREFIX = "Segments"
+# CRC-64/NVME per segment, in the same order, 8 bytes each; stored only when every segment's
+# CRC is known (sessions recorded before checksums existed have none).
+_CRC = struct.Struct(">Q")
+_CRCS_PER_CHUNK = 65536 // _CRC.size
+_CRC_PREFIX = "Crcs"
 
 
 @dataclass(frozen=True)
@@ -245,9 +250,15 @@ def session_to_entity(session: Session) -> dict[str, Any]:
         entity["UserId"] = session.user_id
     if session.upload_token_hash is not None:
         entity["UploadTokenHash"] = session.upload_token_hash  # the hash only, never the token
+    if session.checksum is not None:
+        entity["Checksum"] = f"{session.checksum:016x}"
     records = [_RECORD.pack(s.start, s.length, s.md5) for s in session.segments]
     for n, i in enumerate(range(0, len(records), _RECORDS_PER_CHUNK)):
         entity[f"{_CHUNK_PREFIX}{n}"] = b"".join(records[i : i + _RECORDS_PER_CHUNK])
+    if session.segments and all(s.crc is not None for s in session.segments):
+        crcs = [_CRC.pack(s.crc) for s in session.segments]
+        for n, i in enumerate(range(0, len(crcs), _CRCS_PER_CHUNK)):
+            entity[f"{_CRC_PREFIX}{n}"] = b"".join(crcs[i : i + _CRCS_PER_CHUNK])
     return entity
 
 
@@ -260,6 +271,15 @@ def entity_to_session(entity: Any) -> Session:
         for start, length, md5 in _RECORD.iter_unpack(bytes(getattr(chunk, "value", chunk))):
             segments.append(Segment(start, start + length - 1, md5))
         n += 1
+    crcs: list[int] = []
+    n = 0
+    while len(crcs) < count and f"{_CRC_PREFIX}{n}" in entity:
+        chunk = entity[f"{_CRC_PREFIX}{n}"]
+        crcs += [c for (c,) in _CRC.iter_unpack(bytes(getattr(chunk, "value", chunk)))]
+        n += 1
+    if len(crcs) == count:
+        segments = [replace(s, crc=c) for s, c in zip(segments, crcs, strict=True)]
+    checksum = entity.get("Checksum")
     key = DocumentKey(
         entity["PartitionKey"], entity["PrinterId"], entity["JobId"], entity["DocumentId"]
     )
@@ -277,6 +297,7 @@ def entity_to_session(entity: Any) -> Session:
         status=entity["Status"],
         storage_etag=entity.metadata["etag"] if hasattr(entity, "metadata") else None,
         upload_token_hash=_bytes_or_none(entity.get("UploadTokenHash")),
+        checksum=None if checksum is None else int(str(checksum), 16),
     )
 
 

@@ -37,8 +37,13 @@ def faulty_api(proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory) -> I
         running.server.stop()
 
 
-@pytest.fixture(autouse=True)
-def _no_faults_left(proxy: FaultProxy) -> Iterator[None]:
+@pytest.fixture
+def no_faults_left(proxy: FaultProxy) -> Iterator[None]:
     proxy.clear()
     yield
     proxy.clear()
+
+
+# In-process fixtures of the service tests (an in-memory store, a fake clock).
+from tests.e2e.conftest import api  # noqa: E402, F401  (the real `uploadsession serve`)
+from tests.unit.test_service import clock, service, store  # noqa: E402, F401

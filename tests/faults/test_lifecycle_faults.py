@@ -22,6 +22,8 @@ from uploadsession.config import StorageSettings
 from uploadsession.service import UploadSessionService
 from uploadsession.store import AzureStorage
 
+pytestmark = pytest.mark.usefixtures("no_faults_left")
+
 SIZE = 64 * 1024
 #: A killed host leaves dead keep-alive connections behind: one connection per request.
 NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)

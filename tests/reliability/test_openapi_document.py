@@ -254,9 +254,10 @@ def test_the_session_schema_has_the_property_order_the_app_renders(
         created=now,
         expires=now,
         segments=(Segment(2, 3, b"\0" * 16),),
+        checksum=1,  # optional, appended once known
     )
     rendered = session_json(session)
-    assert list(schema["properties"]) == list(rendered) == schema["required"]
+    assert list(schema["properties"]) == list(rendered) == [*schema["required"], "checksum"]
     byte_range = document["components"]["schemas"]["byteRange"]["properties"]
     assert byte_range["start"]["type"] == byte_range["end"]["type"] == "string"
     assert rendered["missingRanges"] == [{"start": "0", "end": "1"}, {"start": "4", "end": "9"}]
