@@ -46,4 +46,5 @@ def no_faults_left(proxy: FaultProxy) -> Iterator[None]:
 
 # In-process fixtures of the service tests (an in-memory store, a fake clock).
 from tests.e2e.conftest import api  # noqa: E402, F401  (the real `uploadsession serve`)
+from tests.reliability.conftest import own_api, own_azurite  # noqa: E402, F401
 from tests.unit.test_service import clock, service, store  # noqa: E402, F401
