@@ -552,26 +552,6 @@ def test_status_shows_progress_and_cancel_removes_the_session(
     assert gone.returncode == 1 and "404" in gone.stderr
 
 
-def test_running_a_finished_upload_again_says_the_document_is_complete(
-    api: Api,
-    tmp_path: Path,
-    token: str,
-) -> None:
-    doc = Doc.new()
-    data = write_file(tmp_path / "small.txt", 1234, seed=9)
-    first = run_cli(
-        "upload", str(tmp_path / "small.txt"), *doc.args(api), "--token", token, secrets=[token]
-    )
-    assert first.returncode == 0, first.stderr
-    assert "uploaded small.txt (text/plain, 1,234 bytes)" in first.stdout
-    assert api.document_bytes(doc.url(api)) == (data, "text/plain")
-    again = run_cli(
-        "upload", str(tmp_path / "small.txt"), *doc.args(api), "--token", token, secrets=[token]
-    )
-    assert again.returncode == 1
-    assert "already complete" in again.stderr
-
-
 # -- download ------------------------------------------------------------------------------
 
 
