@@ -89,3 +89,12 @@ def test_the_public_origin_honours_sane_forwarded_headers(
 ) -> None:
     req = func.HttpRequest("GET", "http://localhost:7071/v1.0/x", headers=headers, body=b"")
     assert public_origin(req) == origin
+
+
+def test_create_upload_session_properties_may_declare_the_document_checksum() -> None:
+    props = {"documentName": "a.pdf", "contentType": "application/pdf", "size": 3}
+    body = {"properties": {**props, "checksum": "crc64nvme:00000000000000ff"}}
+    assert parse_create_body(json.dumps(body).encode(), max_document_bytes=10).checksum == 255
+    bad = {"properties": {**props, "checksum": "md5:abc"}}
+    with pytest.raises(InvalidRequest, match="'checksum'"):
+        parse_create_body(json.dumps(bad).encode(), max_document_bytes=10)
