@@ -36,6 +36,7 @@ from uploadsession.models import (
     SegmentUpload,
     Session,
     format_datetime,
+    json_object,
     next_expected_ranges,
 )
 
@@ -96,12 +97,7 @@ def parse_session_ref(ref: str) -> DocumentKey:
 def parse_create_body(body: bytes, *, max_document_bytes: int) -> CreateRequest:
     """``{"properties": {documentName, contentType, size}}``; OData annotations (``@odata.*``)
     are ignored at either level, any other unknown property is 400 naming it."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidRequest("The request body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object")
+    data = json_object(body)
     unknown = sorted(k for k in data if k not in _OPEN_PROPERTIES and not _annotation(k))
     if unknown:
         raise InvalidRequest(f"Unknown property '{unknown[0]}'")

@@ -38,6 +38,17 @@ def crc64nvme(data: bytes | memoryview) -> int:
     return int(_CRC64.calc(bytes(data) if isinstance(data, memoryview) else data))
 
 
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object; InvalidRequest otherwise."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidRequest("The request body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object")
+    return data
+
+
 def format_checksum(value: int) -> str:
     return f"{CHECKSUM_PREFIX}{value:016x}"
 
@@ -133,12 +144,7 @@ class CreateRequest:
     @classmethod
     def parse(cls, body: bytes, *, max_document_bytes: int) -> CreateRequest:
         """Parse the PUT body; raise InvalidRequest naming the offending field."""
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise InvalidRequest("The request body must be a JSON object") from None
-        if not isinstance(data, dict):
-            raise InvalidRequest("The request body must be a JSON object")
+        data = json_object(body)
         unknown = sorted(set(data) - {"size", "contentType", "documentName", "checksum"})
         if unknown:
             raise InvalidRequest(f"Unknown property '{unknown[0]}'")
