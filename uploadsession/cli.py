@@ -45,12 +45,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     get_settings()  # fail fast, naming the setting, before listening
     app_dir = Path(args.app_dir).resolve()
     app = load_app("function_app", app_dir)
+    ssl_context = None
+    if args.https:
+        from uploadsession.devcert import ensure_devcert, server_context
+
+        cert_path, key_path = ensure_devcert(Path(args.cert_dir))
+        ssl_context = server_context(cert_path, key_path)
+        print(
+            f"TLS: self-signed development certificate {cert_path}; trust it with\n"
+            f"  Node:   NODE_EXTRA_CA_CERTS={cert_path}\n"
+            f"  Python: REQUESTS_CA_BUNDLE={cert_path} (requests) or SSL_CERT_FILE={cert_path}",
+            file=sys.stderr,
+            flush=True,
+        )
     host = DevHost(
         app,
         host=args.host,
         port=args.port,
         route_prefix=load_route_prefix(app_dir / "host.json"),
         run_timers=not args.no_timers,
+        ssl_context=ssl_context,
     )
     host.serve_forever()
     return EXIT_OK
@@ -631,6 +645,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=7071)
     serve.add_argument("--app-dir", default=".", help="folder with function_app.py, host.json")
     serve.add_argument("--no-timers", action="store_true", help="do not run the purge timer")
+    serve.add_argument(
+        "--https",
+        action="store_true",
+        help="serve TLS with a self-signed development certificate (made under --cert-dir)",
+    )
+    serve.add_argument("--cert-dir", default=".local", help="where devcert.pem and its key live")
     serve.set_defaults(func=cmd_serve)
 
     subscription = sub.add_parser("subscription", help="manage a tenant's subscription")

@@ -56,6 +56,7 @@ import os
 import re
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -729,6 +730,12 @@ class _Server(ThreadingHTTPServer):
 
     def _serve_connection(self, request: Any, client_address: Any) -> None:
         try:
+            context = self.devhost._ssl_context
+            if context is not None:  # the handshake runs here, not in the accept loop
+                request.settimeout(_IDLE_TIMEOUT_SECONDS)
+                request = context.wrap_socket(request, server_side=True)
+                with self._connections_lock:  # close_connections must see the TLS socket
+                    self._connections[threading.current_thread()] = request
             self.finish_request(request, client_address)
         except Exception:
             self.handle_error(request, client_address)
@@ -777,8 +784,10 @@ class DevHost:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         run_timers: bool = True,
         log: TextIO | None = sys.stderr,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.max_body_bytes = max_body_bytes
+        self._ssl_context = ssl_context
         self._log = log
         self._log_lock = threading.Lock()
         self._run_timers = run_timers
@@ -833,8 +842,10 @@ class DevHost:
 
     @property
     def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:7071`` (with the real port when port=0)."""
-        return f"http://{self.authority}"
+        """The base URL, e.g. ``http://127.0.0.1:7071`` (with the real port when port=0);
+        ``https://`` when serving TLS (``ssl_context``)."""
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{self.authority}"
 
     @property
     def authority(self) -> str:
