@@ -140,7 +140,11 @@ class Azurite:
 class Server:
     """`uploadsession serve` in a subprocess on a free port."""
 
-    def __init__(self, env: Mapping[str, str], log: Path, *, timers: bool = False) -> None:
+    def __init__(
+        self, env: Mapping[str, str], log: Path, *, timers: bool = False, https: bool = False
+    ) -> None:
+        self.https = https  # `serve --https`, its dev certificate made next to the log
+        self.cert_file = log.parent / "tls" / "devcert.pem"
         self.port = free_port()
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.log = log
@@ -149,7 +153,8 @@ class Server:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/beta"
+        scheme = "https" if self.https else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/beta"
 
     def start(self) -> Self:
         args = [
@@ -166,6 +171,8 @@ class Server:
         ]
         if not self.timers:
             args.append("--no-timers")
+        if self.https:
+            args += ["--https", "--cert-dir", str(self.cert_file.parent)]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 args,

@@ -525,7 +525,8 @@ class _Handler(BaseHTTPRequestHandler):
         authority = self.headers.get("Host") or host.authority
         request = func.HttpRequest(
             self.command,
-            f"http://{authority}{raw_path}" + (f"?{query}" if query else ""),
+            f"{host.url.partition(':')[0]}://{authority}{raw_path}"
+            + (f"?{query}" if query else ""),
             headers=_joined(self.headers.items(), lower=True),
             params=_joined(parse_qsl(query, keep_blank_values=True)),
             route_params=route_params,
