@@ -37,6 +37,9 @@ triggers on schedule. It mirrors the Functions host where a client can tell the 
   (:mod:`uploadsession.ncrontab`, UTC; ``%NAME%`` reads the schedule from an app setting),
   called with a ``func.TimerRequest``; ``run_on_startup`` is honoured; an exception is logged
   and the schedule continues.
+- With ``ssl_context`` (``uploadsession serve --https``, :mod:`uploadsession.devcert`) each
+  connection's TLS handshake runs in its own thread; request URLs, :attr:`DevHost.url` and
+  the banner then carry ``https``.
 
 Not emulated: auth levels and keys (the app is anonymous), CORS, other triggers and bindings
 (a function needing a parameter other than its trigger, such as ``context``, is refused when
