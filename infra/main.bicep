@@ -223,6 +223,8 @@ module functionApp 'modules/function-app.bicep' = {
       MAX_DOCUMENT_BYTES: string(maxDocumentBytes)
       MAX_SEGMENT_BYTES: string(maxSegmentBytes)
       PURGE_SCHEDULE: purgeSchedule
+      // The Python worker exports its OpenTelemetry data in the host's trace (telemetryMode).
+      PYTHON_ENABLE_OPENTELEMETRY: 'true'
     }
   }
   // The host starts using storage as soon as the app exists; let the grants come first. (With
