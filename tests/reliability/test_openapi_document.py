@@ -45,6 +45,7 @@ STATUSES = {
         "401",
         "403",
         "404",
+        "409",  # the declared checksum does not match the completed bytes
         "412",
         "413",
         "415",
@@ -59,7 +60,18 @@ STATUSES = {
 GRAPH_STATUSES = {
     ("post", CREATE_PATH): {"200", "400", "401", "403", "404", "409", "413", "503"} | HOST,
     ("get", CONTENT_PATH): {"302", "400", "401", "403", "404", "503"} | HOST,
-    ("put", UPLOAD_URL_PATH): {"201", "202", "400", "403", "404", "412", "413", "415", "416"}
+    ("put", UPLOAD_URL_PATH): {
+        "201",
+        "202",
+        "400",
+        "403",
+        "404",
+        "409",
+        "412",
+        "413",
+        "415",
+        "416",
+    }
     | {"503"}
     | HOST,
     ("get", UPLOAD_URL_PATH): {"200", "403", "404", "503"} | HOST,
