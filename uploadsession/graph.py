@@ -223,12 +223,13 @@ class GraphProtocol:
         """A short-lived read-only URL for the committed document, for whoever could read its
         session — also once the session is purged (the blob's metadata names the creator)."""
         from uploadsession.auth import Operation
+        from uploadsession.service import may_see
 
-        self.service._admit(principal, Operation.READ)
+        self.service.admit(principal, Operation.READ)
         missing = ItemNotFound("The document does not exist or is not complete")
         session = self.service.store.get_session(key)
         if session is not None and not session.expired(now):
-            if not self._sees(principal, session.app_id, session.user_id):
+            if not may_see(principal, Operation.READ, session.app_id, session.user_id):
                 raise missing
             if session.status != COMMITTED:
                 raise missing
@@ -238,19 +239,10 @@ class GraphProtocol:
             # discard marker) is no document.
             if metadata is None or "sessionid" not in metadata:
                 raise missing
-            if not self._sees(
-                principal, metadata.get("createdbyapp", ""), metadata.get("createdbyuser")
-            ):
+            creator = (metadata.get("createdbyapp", ""), metadata.get("createdbyuser"))
+            if not may_see(principal, Operation.READ, *creator):
                 raise missing
         return self.store.read_url(key, READ_URL_LIFETIME)
-
-    @staticmethod
-    def _sees(principal: Principal, app_id: str, user_id: str | None) -> bool:
-        from uploadsession.auth import Operation, sees_all
-
-        if sees_all(principal, Operation.READ):
-            return True
-        return user_id is not None and user_id == principal.user_id
 
 
 # -- wire shapes ---------------------------------------------------------------------------

@@ -80,6 +80,19 @@ class PurgeReport:
     staged_discarded: int
 
 
+def is_creator(principal: Principal, app_id: str, user_id: str | None) -> bool:
+    """Delegated: the same user (``oid``); application: the same app and no user."""
+    if principal.delegated:
+        return user_id is not None and user_id == principal.user_id
+    return user_id is None and app_id == principal.app_id
+
+
+def may_see(principal: Principal, op: Operation, app_id: str, user_id: str | None) -> bool:
+    """Whether ``principal`` may see what the creator ``(app_id, user_id)`` made: every
+    session of its tenant with ``.All`` or as an application, else only its own."""
+    return sees_all(principal, op) or is_creator(principal, app_id, user_id)
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -110,7 +123,8 @@ class UploadSessionService:
 
     # -- access --------------------------------------------------------------------------
 
-    def _admit(self, principal: Principal, operation: Operation) -> None:
+    def admit(self, principal: Principal, operation: Operation) -> None:
+        """The permission table, then the tenant's subscription (cached 60 s once active)."""
         authorize(principal, operation)
         until = self._active_tenants.get(principal.tenant_id)
         now = self._clock()
@@ -125,9 +139,7 @@ class UploadSessionService:
 
     @staticmethod
     def _is_creator(principal: Principal, session: Session) -> bool:
-        if principal.delegated:
-            return session.user_id is not None and session.user_id == principal.user_id
-        return session.user_id is None and session.app_id == principal.app_id
+        return is_creator(principal, session.app_id, session.user_id)
 
     def _load_visible(
         self,
@@ -147,7 +159,7 @@ class UploadSessionService:
                 raise ItemNotFound("The upload session does not exist or has expired")
         elif session.expired(self._clock()):
             raise ItemNotFound("The upload session does not exist or has expired")
-        if not (sees_all(principal, op) or self._is_creator(principal, session)):
+        if not may_see(principal, op, session.app_id, session.user_id):
             raise ItemNotFound("The upload session does not exist or has expired")
         return session
 
@@ -163,7 +175,7 @@ class UploadSessionService:
         """The session; one whose every byte is recorded but whose commit a crash or a storage
         failure left undone is committed first (503 + Retry-After while that fails), so
         "complete" is never said of a document that does not exist."""
-        self._admit(principal, Operation.READ)
+        self.admit(principal, Operation.READ)
         session = self._load_visible(principal, key, Operation.READ)
         if session.complete and session.status == ACTIVE:
             session = self._commit(session)
@@ -172,7 +184,7 @@ class UploadSessionService:
     def create(self, principal: Principal, key: DocumentKey, request: CreateRequest) -> Session:
         """Create the document's session; the same creator repeating the same body gets the
         existing session (idempotent retry); anything else while one exists → 409."""
-        self._admit(principal, Operation.WRITE)
+        self.admit(principal, Operation.WRITE)
         for attempt in range(MAX_WRITE_ATTEMPTS):
             now = self._clock()
             existing = self.store.get_session(key)
@@ -219,7 +231,7 @@ class UploadSessionService:
 
     def upload(self, principal: Principal, key: DocumentKey, upload: SegmentUpload) -> UploadResult:
         """Accept one byte-range segment (see the module docstring for the protocol)."""
-        self._admit(principal, Operation.WRITE)
+        self.admit(principal, Operation.WRITE)
         segment = Segment(upload.start, upload.end, upload.md5, crc=crc64nvme(upload.data))
         staged = False
         for attempt in range(MAX_WRITE_ATTEMPTS):
@@ -386,7 +398,7 @@ class UploadSessionService:
         """Cancel: creator only. An incomplete document's staged bytes are discarded; a
         complete one is committed and kept (a response may already have said complete); a
         DELETE retried after a failure in the middle finishes the discard (204)."""
-        self._admit(principal, Operation.WRITE)
+        self.admit(principal, Operation.WRITE)
         for attempt in range(MAX_WRITE_ATTEMPTS):
             session = self._load_visible(principal, key, Operation.WRITE, discarding=True)
             if not self._is_creator(principal, session):
