@@ -10,7 +10,6 @@ Clients trust it by pointing at ``devcert.pem`` (``NODE_EXTRA_CA_CERTS`` for Nod
 from __future__ import annotations
 
 import ipaddress
-import os
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from uploadsession.devtoken import write_private_key
 
 __all__ = ["CERT_NAME", "KEY_NAME", "ensure_devcert", "server_context"]
 
@@ -67,14 +68,7 @@ def ensure_devcert(directory: Path) -> tuple[Path, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(key, hashes.SHA256())
     )
-    key_bytes = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(key_bytes)
+    write_private_key(key_path, key, overwrite=True)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
 

@@ -38,20 +38,26 @@ def ensure_key(key_dir: Path) -> tuple[rsa.RSAPrivateKey, str]:
         key = loaded
     else:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
+        write_private_key(key_path, key)
     kid = key_id(key)
     jwks_path = key_dir / JWKS_FILE
     jwks = jwks_for(key, kid)
     if not jwks_path.exists() or json.loads(jwks_path.read_text()) != jwks:
         jwks_path.write_text(json.dumps(jwks, indent=2))
     return key, kid
+
+
+def write_private_key(path: Path, key: Any, *, overwrite: bool = False) -> None:
+    """Write ``key`` as unencrypted PKCS#8 PEM readable by its owner only (0600 from the
+    start, never briefly world-readable); ``overwrite`` replaces an existing file."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    mode = os.O_TRUNC if overwrite else os.O_EXCL
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o600), "wb") as out:
+        out.write(pem)
 
 
 def key_id(key: rsa.RSAPrivateKey) -> str:
