@@ -31,8 +31,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.processes import REPO, Azurite, Host
-from uploadsession import devtoken
 from uploadsession.config import Settings, StorageSettings
+from uploadsession.dev import tokens as devtoken
 from uploadsession.store import AzureStorage
 
 RESULTS = REPO / "bench" / "results"

@@ -31,8 +31,9 @@ from pyinstrument import Profiler
 from bench.get_inprocess import create, request
 from bench.harness import AUDIENCE, READ_WRITE, TENANT, MiB, new_document, stack
 from bench.scale import fragmented_session
-from uploadsession import devtoken, http
+from uploadsession import http
 from uploadsession.auth import TokenValidator
+from uploadsession.dev import tokens as devtoken
 from uploadsession.jwks import JwksCache
 from uploadsession.models import DocumentKey
 from uploadsession.runtime import build_runtime, set_runtime

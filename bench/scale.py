@@ -34,8 +34,9 @@ from bench.harness import (
     per_round,
     stack,
 )
-from uploadsession import devtoken, http
+from uploadsession import http
 from uploadsession.config import SESSIONS_TABLE
+from uploadsession.dev import tokens as devtoken
 from uploadsession.models import DocumentKey, Segment, Session
 from uploadsession.runtime import build_runtime, set_runtime
 from uploadsession.store import row_key, session_to_entity

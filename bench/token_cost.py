@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from bench.harness import AUDIENCE, READ_WRITE, Check, Config, Result, median
-from uploadsession import devtoken
 from uploadsession.auth import TokenValidator
+from uploadsession.dev import tokens as devtoken
 from uploadsession.jwks import JwksCache
 
 NAME = "token"

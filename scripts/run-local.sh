@@ -38,7 +38,7 @@ else
   echo "Azurite started (pid $azurite_pid), data in .azurite/"
 fi
 
-tenant=$("$bin/python" -c 'from uploadsession.devtoken import DEV_TENANT; print(DEV_TENANT)')
+tenant=$("$bin/python" -c 'from uploadsession.dev.tokens import DEV_TENANT; print(DEV_TENANT)')
 "$bin/uploadsession" subscription activate "$tenant" >/dev/null
 token=$("$bin/uploadsession" dev-token)
 printer=$("$bin/python" -c 'import uuid; print(uuid.uuid4())')

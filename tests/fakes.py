@@ -31,9 +31,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from uploadsession.errors import ConcurrencyConflict, EntityExists
+from uploadsession.errors import ConcurrencyConflict, EntityExists, ForeignDocument, MissingBlocks
 from uploadsession.models import DocumentKey, Session
-from uploadsession.store import ForeignDocument, MissingBlocks, Subscription, row_key
+from uploadsession.ports import Subscription
+from uploadsession.store import row_key
 
 _MAX_BLOCK_ID_BYTES = 64
 

@@ -22,7 +22,14 @@ Storage-internal signals (raised by ``store.py`` only, handled by ``service.py``
 
     StoreError
     ├── EntityExists        insert of a key that is already there
-    └── ConcurrencyConflict ETag-conditional write lost a race
+    ├── ConcurrencyConflict ETag-conditional write lost a race
+    ├── MissingBlocks       commit refused: recorded blocks are not staged
+    └── ForeignDocument     commit refused: another session's document is there
+
+Configuration (raised by ``config.py``; at request time answered 500 naming the setting,
+and ``uploadsession serve`` refuses to start):
+
+    ConfigError
 
 Azure SDK exceptions are translated into this tree in exactly one place,
 ``uploadsession.store.translate_azure_errors``; a storage outage or throttling becomes
@@ -141,6 +148,14 @@ class EntityExists(StoreError):
 
 class ConcurrencyConflict(StoreError):
     pass
+
+
+class MissingBlocks(StoreError):
+    """Commit refused: some recorded blocks are not staged (discarded or expired)."""
+
+
+class ForeignDocument(StoreError):
+    """Commit refused: another session's document is already committed at the location."""
 
 
 class ConfigError(Exception):

@@ -36,9 +36,11 @@ from uploadsession.errors import (
     ConcurrencyConflict,
     Conflict,
     EntityExists,
+    ForeignDocument,
     InvalidRange,
     InvalidRequest,
     ItemNotFound,
+    MissingBlocks,
     PreconditionFailed,
     ServiceUnavailable,
 )
@@ -55,7 +57,7 @@ from uploadsession.models import (
     format_checksum,
     render,
 )
-from uploadsession.store import ForeignDocument, MissingBlocks, Storage
+from uploadsession.ports import Storage
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ def _utcnow() -> datetime:
 
 
 class UploadSessionService:
-    """The printUploadSession use cases over a :class:`~uploadsession.store.Storage`."""
+    """The printUploadSession use cases over a :class:`~uploadsession.ports.Storage`."""
 
     def __init__(
         self,

@@ -27,10 +27,10 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import requests
 from azure.core import MatchConditions
@@ -56,10 +56,13 @@ from uploadsession.errors import (
     ApiError,
     ConcurrencyConflict,
     EntityExists,
+    ForeignDocument,
+    MissingBlocks,
     ServiceUnavailable,
     StoreError,
 )
 from uploadsession.models import DocumentKey, Segment, Session
+from uploadsession.ports import Subscription
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,58 +78,11 @@ _CRCS_PER_CHUNK = 65536 // _CRC.size
 _CRC_PREFIX = "Crcs"
 
 
-@dataclass(frozen=True)
-class Subscription:
-    tenant_id: str
-    active: bool
-    updated: datetime
-
-
-class MissingBlocks(StoreError):
-    """Commit refused: some recorded blocks are not staged (discarded or expired)."""
-
-
-class ForeignDocument(StoreError):
-    """Commit refused: another session's document is already committed at the location."""
-
-
 #: Storage-call deadlines (docs/architecture.md "Bounded waits"): per socket operation, and one
 #: retry, so a black-holed endpoint becomes a 503 within ~11 s of a request's storage call.
 CONNECT_TIMEOUT_S = 3
 READ_TIMEOUT_S = 5
 RETRY_TOTAL = 1
-
-
-class SessionStore(Protocol):
-    """State of sessions and tenant subscriptions."""
-
-    def get_session(self, key: DocumentKey) -> Session | None: ...
-    def insert_session(self, session: Session) -> Session: ...
-    def replace_session(self, session: Session) -> Session: ...
-    def delete_session(self, session: Session) -> None: ...
-    def expired_sessions(self, now: datetime, page_size: int) -> Iterator[Session]: ...
-    def get_subscription(self, tenant_id: str) -> Subscription | None: ...
-    def put_subscription(self, tenant_id: str, active: bool) -> Subscription: ...
-
-
-class DocumentStore(Protocol):
-    """Bytes of documents: staged blocks, then one commit."""
-
-    def stage(self, key: DocumentKey, block_id: str, data: bytes | memoryview) -> None: ...
-    def commit(
-        self,
-        key: DocumentKey,
-        block_ids: Sequence[str],
-        content_type: str,
-        metadata: dict[str, str],
-    ) -> None: ...
-    def staged_block_ids(self, key: DocumentKey) -> set[str]: ...
-    def document_exists(self, key: DocumentKey) -> bool: ...
-    def discard_staged(self, key: DocumentKey) -> None: ...
-
-
-class Storage(SessionStore, DocumentStore, Protocol):
-    """Both ports; one adapter serves both."""
 
 
 @contextmanager

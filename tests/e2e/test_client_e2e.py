@@ -80,7 +80,7 @@ def assert_no_secret(secrets: list[str], *outputs: str) -> None:
 def run_cli(
     *args: str, secrets: list[str], env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m uploadsession ...`; fail if any secret shows up in stdout or stderr."""
+    """Run `python -m uploadsession.cli ...`; fail if any secret shows up in stdout or stderr."""
     done = subprocess.run(
         [sys.executable, "-m", "uploadsession", *args],
         capture_output=True,

@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.conftest import Api, start_api
 from tests.processes import REPO, Azurite
-from uploadsession.devhost import load_route_prefix
+from uploadsession.dev.host import load_route_prefix
 
 
 @pytest.fixture(scope="module")

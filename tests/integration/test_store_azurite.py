@@ -17,6 +17,7 @@ from uploadsession.errors import (
     ConcurrencyConflict,
     Conflict,
     EntityExists,
+    MissingBlocks,
     ServiceUnavailable,
 )
 from uploadsession.models import (
@@ -28,7 +29,7 @@ from uploadsession.models import (
     Session,
 )
 from uploadsession.service import UploadSessionService
-from uploadsession.store import AzureStorage, MissingBlocks
+from uploadsession.store import AzureStorage
 
 TENANT = "0d6e2f1a-8a43-4c35-9f0b-3c1f6a2b9e10"
 WRITER = frozenset({"PrintJob.ReadWrite", "Printer.Read.All"})

@@ -10,8 +10,8 @@ import pytest
 from cryptography import x509
 
 from tests.unit.test_devhost import single_route_app
-from uploadsession.devcert import ensure_devcert, server_context
-from uploadsession.devhost import DevHost
+from uploadsession.dev.cert import ensure_devcert, server_context
+from uploadsession.dev.host import DevHost
 
 
 def test_certificate_is_made_once_and_reused(tmp_path: Path) -> None:

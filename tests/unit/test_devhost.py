@@ -19,7 +19,7 @@ import azure.functions as func
 import httpx
 import pytest
 
-from uploadsession.devhost import DevHost, load_app, load_route_prefix
+from uploadsession.dev.host import DevHost, load_app, load_route_prefix
 
 
 class Recorder:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from uploadsession.ncrontab import CronSchedule, IntervalSchedule, parse_schedule
+from uploadsession.dev.ncrontab import CronSchedule, IntervalSchedule, parse_schedule
 
 
 def at(text: str) -> datetime:

@@ -1,4 +1,4 @@
-"""The ``uploadsession`` command line (also ``python -m uploadsession``).
+"""The ``uploadsession`` command line (also ``python -m uploadsession.cli``).
 
 Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 authentication or
 permission refused (401/403; the client commands ``upload``, ``status``, ``cancel``), 130
@@ -40,14 +40,14 @@ def _storage() -> AzureStorage:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from uploadsession.config import get_settings
-    from uploadsession.devhost import DevHost, load_app, load_route_prefix
+    from uploadsession.dev.host import DevHost, load_app, load_route_prefix
 
     get_settings()  # fail fast, naming the setting, before listening
     app_dir = Path(args.app_dir).resolve()
     app = load_app("function_app", app_dir)
     ssl_context = None
     if args.https:
-        from uploadsession.devcert import ensure_devcert, server_context
+        from uploadsession.dev.cert import ensure_devcert, server_context
 
         cert_path, key_path = ensure_devcert(Path(args.cert_dir))
         ssl_context = server_context(cert_path, key_path)
@@ -94,7 +94,7 @@ def cmd_subscription(args: argparse.Namespace) -> int:
 
 
 def cmd_dev_token(args: argparse.Namespace) -> int:
-    from uploadsession.devtoken import DEV_AUDIENCE, dev_claims, mint
+    from uploadsession.dev.tokens import DEV_AUDIENCE, dev_claims, mint
 
     audience = args.audience
     if audience is None:
@@ -635,7 +635,7 @@ def _add_client_commands(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from uploadsession.devtoken import DEV_APP, DEV_TENANT, DEV_USER
+    from uploadsession.dev.tokens import DEV_APP, DEV_TENANT, DEV_USER
 
     parser = _Parser(prog="uploadsession", description="printUploadSession service and tools")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from uploadsession.devtoken import write_private_key
+from uploadsession.dev.tokens import write_private_key
 
 __all__ = ["CERT_NAME", "KEY_NAME", "ensure_devcert", "server_context"]
 

@@ -34,10 +34,10 @@ triggers on schedule. It mirrors the Functions host where a client can tell the 
   (keep-alive), connections in parallel. ``Expect: 100-continue`` is answered only once the
   request is known to be acceptable.
 - Timer triggers run in one daemon thread each on their NCRONTAB or TimeSpan schedule
-  (:mod:`uploadsession.ncrontab`, UTC; ``%NAME%`` reads the schedule from an app setting),
+  (:mod:`uploadsession.dev.ncrontab`, UTC; ``%NAME%`` reads the schedule from an app setting),
   called with a ``func.TimerRequest``; ``run_on_startup`` is honoured; an exception is logged
   and the schedule continues.
-- With ``ssl_context`` (``uploadsession serve --https``, :mod:`uploadsession.devcert`) each
+- With ``ssl_context`` (``uploadsession serve --https``, :mod:`uploadsession.dev.cert`) each
   connection's TLS handshake runs in its own thread; request URLs, :attr:`DevHost.url` and
   the banner then carry ``https``.
 
@@ -79,7 +79,7 @@ import azure.functions as func
 from azure.functions.decorators.function_app import Function
 from azure.functions.timer import TimerRequest
 
-from uploadsession.ncrontab import Schedule, parse_schedule
+from uploadsession.dev.ncrontab import Schedule, parse_schedule
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DevHost", "load_app", "load_route_prefix"]
 

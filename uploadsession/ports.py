@@ -1,0 +1,55 @@
+"""The ports of the service: what it needs from storage, with no Azure SDK in sight.
+
+``store.py`` is the Azure adapter that implements them; ``tests/fakes.py`` is an in-memory
+one for unit tests of pure logic. Importing this module loads no storage SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from uploadsession.models import DocumentKey, Session
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A tenant's Universal Print subscription as recorded by the operator."""
+
+    tenant_id: str
+    active: bool
+    updated: datetime
+
+
+class SessionStore(Protocol):
+    """State of sessions and tenant subscriptions."""
+
+    def get_session(self, key: DocumentKey) -> Session | None: ...
+    def insert_session(self, session: Session) -> Session: ...
+    def replace_session(self, session: Session) -> Session: ...
+    def delete_session(self, session: Session) -> None: ...
+    def expired_sessions(self, now: datetime, page_size: int) -> Iterator[Session]: ...
+    def get_subscription(self, tenant_id: str) -> Subscription | None: ...
+    def put_subscription(self, tenant_id: str, active: bool) -> Subscription: ...
+
+
+class DocumentStore(Protocol):
+    """Bytes of documents: staged blocks, then one commit."""
+
+    def stage(self, key: DocumentKey, block_id: str, data: bytes | memoryview) -> None: ...
+    def commit(
+        self,
+        key: DocumentKey,
+        block_ids: Sequence[str],
+        content_type: str,
+        metadata: dict[str, str],
+    ) -> None: ...
+    def staged_block_ids(self, key: DocumentKey) -> set[str]: ...
+    def document_exists(self, key: DocumentKey) -> bool: ...
+    def discard_staged(self, key: DocumentKey) -> None: ...
+
+
+class Storage(SessionStore, DocumentStore, Protocol):
+    """Both ports; one adapter serves both."""
