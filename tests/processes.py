@@ -160,7 +160,7 @@ class Server:
         args = [
             sys.executable,
             "-m",
-            "uploadsession",
+            "uploadsession.cli",
             "serve",
             "--host",
             "127.0.0.1",

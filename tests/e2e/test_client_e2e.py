@@ -82,7 +82,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m uploadsession.cli ...`; fail if any secret shows up in stdout or stderr."""
     done = subprocess.run(
-        [sys.executable, "-m", "uploadsession", *args],
+        [sys.executable, "-m", "uploadsession.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -281,7 +281,7 @@ def test_a_killed_client_resumes_and_sends_only_what_is_missing(
             "--json",
         ]
         first = subprocess.Popen(
-            [sys.executable, "-m", "uploadsession", *args],
+            [sys.executable, "-m", "uploadsession.cli", *args],
             cwd=REPO,
             text=True,
             env=cli_env(UPLOADSESSION_TOKEN=token),
@@ -582,7 +582,7 @@ def test_download_reads_back_the_committed_document_and_refuses_an_incomplete_on
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     to_stdout = subprocess.run(
-        [sys.executable, "-m", "uploadsession", "download", *doc.args(api), "--token", token],
+        [sys.executable, "-m", "uploadsession.cli", "download", *doc.args(api), "--token", token],
         capture_output=True,
         timeout=120,
         cwd=REPO,

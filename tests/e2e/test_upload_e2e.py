@@ -226,7 +226,7 @@ def test_expired_sessions_vanish_and_purge_keeps_committed_documents(
     key = DocumentKey.parse(TENANT, parts[-6], parts[-4], parts[-2])
     assert api.storage.staged_block_ids(key)  # staged bytes still there before the purge
     purge = subprocess.run(
-        [sys.executable, "-m", "uploadsession", "purge"],
+        [sys.executable, "-m", "uploadsession.cli", "purge"],
         env={**os.environ, "UPLOADSESSION_STORAGE": azurite.connection_string},
         capture_output=True,
         text=True,
