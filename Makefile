@@ -11,14 +11,15 @@ STAMP_CHECKOV := $(VENV)/checkov/.installed
 
 .PHONY: run test lint bench fuzz load clean deps deps-run
 
-# Running needs only the runtime requirements and Azurite; testing adds the dev tools.
+# Running needs the runtime requirements, the tools' extra (requirements-tools.txt) and Azurite;
+# testing adds the dev tools.
 deps-run: $(STAMP_RUN) $(STAMP_NODE)
 deps: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV)
 
-$(STAMP_RUN): requirements.txt pyproject.toml
+$(STAMP_RUN): requirements.txt requirements-tools.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (set PYTHON=...)"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-tools.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
