@@ -346,6 +346,7 @@ def test_injected_503s_and_dropped_connections_are_retried_to_a_byte_identical_d
             doc.document,
             segment_size=320 * KIB,
             parallel=4,
+            protocol="legacy",
         )
     assert result.status == "completed"
     assert proxy.faults >= 5 and result.retries >= proxy.faults
@@ -395,6 +396,7 @@ def test_a_range_another_uploader_sent_meanwhile_is_recovered_from_by_rereading(
             segment_size=320 * KIB,
             parallel=1,
             progress=meanwhile,
+            protocol="legacy",
         )
     assert other == [202]
     assert result.range_conflicts >= 1

@@ -16,7 +16,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from uploadsession import client as client_module
+from uploadsession.client import retry as retry_module
 from uploadsession.cli import (
     TerminalProgress,
     describe_session,
@@ -335,7 +335,7 @@ class FakeTransport(HTTPAdapter):
 def fake_client(
     script: list[Any], monkeypatch: pytest.MonkeyPatch, **kwargs: Any
 ) -> tuple[UploadClient, FakeTransport]:
-    monkeypatch.setattr(client_module, "backoff_delay", lambda *a, **k: 0.0)
+    monkeypatch.setattr(retry_module, "backoff_delay", lambda *a, **k: 0.0)
     transport = FakeTransport(script)
     http = requests.Session()
     http.mount("http://", transport)
@@ -364,7 +364,7 @@ def test_transient_failures_are_retried_honouring_retry_after(
         monkeypatch,
     )
     monkeypatch.setattr(
-        client_module,
+        retry_module,
         "backoff_delay",
         lambda attempt, retry_after=None: waits.append(retry_after) or 0.0,
     )
@@ -459,7 +459,7 @@ def test_a_token_provider_is_asked_before_every_request(
     transport = FakeTransport([(503, {}, None), (200, {}, SESSION)])
     http = requests.Session()
     http.mount("http://", transport)
-    monkeypatch.setattr(client_module, "backoff_delay", lambda *a, **k: 0.0)
+    monkeypatch.setattr(retry_module, "backoff_delay", lambda *a, **k: 0.0)
     UploadClient("http://svc/beta", lambda: next(issued), session=http).status(*IDS)
     assert [r.headers["Authorization"] for r in transport.sent] == ["Bearer first", "Bearer second"]
 

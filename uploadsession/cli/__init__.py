@@ -314,6 +314,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
                 segment_size=args.segment_size,
                 parallel=args.parallel,
                 progress=bar,
+                protocol="legacy",
             )
     except KeyboardInterrupt:
         if bar is not None:
