@@ -16,7 +16,6 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from uploadsession.client import retry as retry_module
 from uploadsession.cli import (
     TerminalProgress,
     describe_session,
@@ -45,6 +44,7 @@ from uploadsession.client import (
     plan_segments,
     redact_jwts,
 )
+from uploadsession.client import retry as retry_module
 
 U = SEGMENT_UNIT
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzZWNyZXQtdXNlciJ9.c2lnbmF0dXJlLXRoYXQtaXMtc2VjcmV0"
