@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,6 +32,7 @@ from tests.e2e.conftest import Api
 from tests.processes import REPO
 from tests.unit import tokens
 from uploadsession.client import Progress, UploadClient, missing_bytes, missing_ranges
+from uploadsession.models import crc64nvme, format_checksum
 
 MIB = 1024 * 1024
 KIB = 1024
@@ -107,12 +108,15 @@ def get_session(api: Api, url: str) -> httpx.Response:
 
 
 class FaultProxy:
-    """An HTTP/1.1 proxy on 127.0.0.1 forwarding to the real server, failing some POSTs.
+    """An HTTP/1.1 proxy on 127.0.0.1 forwarding to the real server, failing some segments.
 
-    POSTs are numbered from 1: every ``fail_every``-th gets 503 + ``Retry-After: 0`` without
-    reaching the server; those in ``drop_before`` lose their connection before being
-    forwarded, those in ``drop_after`` after the server answered (so the server has the
-    bytes and the client does not know); ``delay`` slows every POST down.
+    Segment requests (legacy ``POST …/$value``, Graph ``PUT …/uploadSessions/…``) are
+    numbered from 1: every ``fail_every``-th gets 503 + ``Retry-After: 0`` without reaching
+    the server; those in ``drop_before`` lose their connection before being forwarded, those
+    in ``drop_after`` after the server answered (so the server has the bytes and the client
+    does not know); ``delay`` slows every segment down. It sets ``X-Forwarded-Host`` as a
+    front end does, so the uploadUrl the server builds points at the proxy; ``seen`` records
+    each request's method, path and whether it carried Authorization.
     """
 
     HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
@@ -135,6 +139,9 @@ class FaultProxy:
         self.delay = delay
         self.posts = 0
         self.faults = 0
+        self.seen: list[tuple[str, str, bool]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         proxy = self
 
@@ -168,7 +175,13 @@ class FaultProxy:
     def forward(self, handler: BaseHTTPRequestHandler) -> None:
         body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         number = 0
-        if handler.command == "POST":
+        path = handler.path.split("?", 1)[0]
+        with self._lock:
+            self.seen.append((handler.command, path, "Authorization" in handler.headers))
+        segment = (handler.command == "POST" and path.endswith("/$value")) or (
+            handler.command == "PUT" and "/uploadSessions/" in path
+        )
+        if segment:
             with self._lock:
                 self.posts += 1
                 number = self.posts
@@ -187,10 +200,18 @@ class FaultProxy:
                 handler.end_headers()
                 handler.wfile.write(envelope)
                 return None
-            time.sleep(self.delay)
+            with self._lock:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                time.sleep(self.delay)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
         upstream = http.client.HTTPConnection(self.target_host, self.target_port, timeout=60)
         try:
             headers = {k: v for k, v in handler.headers.items() if k.lower() not in self.HOP}
+            headers["X-Forwarded-Host"] = handler.headers.get("Host", "")
             upstream.request(handler.command, handler.path, body=body, headers=headers)
             response = upstream.getresponse()
             data = response.read()
@@ -223,10 +244,9 @@ def token(api: Api) -> str:
 # -- whole uploads -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("protocol", ["graph", "legacy"])
 def test_the_cli_uploads_20_mb_and_the_committed_document_is_byte_identical(
-    api: Api,
-    tmp_path: Path,
-    token: str,
+    api: Api, tmp_path: Path, token: str, protocol: str
 ) -> None:
     doc = Doc.new()
     data = write_file(tmp_path / "report.pdf", 20 * MIB + 12345, seed=1)
@@ -237,11 +257,13 @@ def test_the_cli_uploads_20_mb_and_the_committed_document_is_byte_identical(
         "--token",
         token,
         "--json",
+        "--protocol",
+        protocol,
         secrets=[token],
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)  # exactly one JSON object and nothing else
-    assert result["status"] == "completed"
+    assert result["status"] == "completed" and result["protocol"] == protocol
     assert result["size"] == result["bytesSent"] == len(data)
     assert result["segmentsSent"] == 5  # 5 MiB segments by default
     assert result["retries"] == 0 and result["alreadyPresent"] == 0
@@ -251,10 +273,9 @@ def test_the_cli_uploads_20_mb_and_the_committed_document_is_byte_identical(
     assert get_session(api, doc.url(api)).json()["missingRanges"] == []
 
 
+@pytest.mark.parametrize("protocol", ["graph", "legacy"])
 def test_a_killed_client_resumes_and_sends_only_what_is_missing(
-    api: Api,
-    tmp_path: Path,
-    token: str,
+    api: Api, tmp_path: Path, token: str, protocol: str
 ) -> None:
     doc = Doc.new()
     path = tmp_path / "big.bin"
@@ -279,6 +300,8 @@ def test_a_killed_client_resumes_and_sends_only_what_is_missing(
             "--parallel",
             "1",
             "--json",
+            "--protocol",
+            protocol,
         ]
         first = subprocess.Popen(
             [sys.executable, "-m", "uploadsession.cli", *args],
@@ -314,6 +337,8 @@ def test_a_killed_client_resumes_and_sends_only_what_is_missing(
         "--parallel",
         "1",
         "--json",
+        "--protocol",
+        protocol,
         "--token",
         token,
         secrets=[token],
@@ -326,11 +351,13 @@ def test_a_killed_client_resumes_and_sends_only_what_is_missing(
     assert api.document_bytes(doc.url(api)) == (data, "application/octet-stream")
 
 
+@pytest.mark.parametrize("protocol", ["graph", "legacy"])
 def test_injected_503s_and_dropped_connections_are_retried_to_a_byte_identical_document(
     api: Api,
     tmp_path: Path,
     token: str,
     caplog: pytest.LogCaptureFixture,
+    protocol: Literal["graph", "legacy"],
 ) -> None:
     doc = Doc.new()
     data = write_file(tmp_path / "doc.bin", 4 * MIB + 5, seed=3)  # 14 segments of 320 KiB
@@ -346,7 +373,7 @@ def test_injected_503s_and_dropped_connections_are_retried_to_a_byte_identical_d
             doc.document,
             segment_size=320 * KIB,
             parallel=4,
-            protocol="legacy",
+            protocol=protocol,
         )
     assert result.status == "completed"
     assert proxy.faults >= 5 and result.retries >= proxy.faults
@@ -357,10 +384,9 @@ def test_injected_503s_and_dropped_connections_are_retried_to_a_byte_identical_d
     assert api.document_bytes(doc.url(api)) == (data, "application/octet-stream")
 
 
+@pytest.mark.parametrize("protocol", ["graph", "legacy"])
 def test_a_range_another_uploader_sent_meanwhile_is_recovered_from_by_rereading(
-    api: Api,
-    tmp_path: Path,
-    token: str,
+    api: Api, tmp_path: Path, token: str, protocol: Literal["graph", "legacy"]
 ) -> None:
     doc = Doc.new()
     data = write_file(tmp_path / "doc.bin", 2 * MIB + 77, seed=4)
@@ -396,7 +422,7 @@ def test_a_range_another_uploader_sent_meanwhile_is_recovered_from_by_rereading(
             segment_size=320 * KIB,
             parallel=1,
             progress=meanwhile,
-            protocol="legacy",
+            protocol=protocol,
         )
     assert other == [202]
     assert result.range_conflicts >= 1
@@ -650,3 +676,110 @@ def test_uploading_a_complete_document_again_exits_0_only_for_the_same_bytes(
     different = run_cli("upload", str(other), *doc.args(api), "--token", token, secrets=[token])
     assert different.returncode == 1
     assert "already complete" in different.stderr
+
+
+# -- the Graph protocol: what only it does -------------------------------------------------
+
+
+def proxied_args(proxy: FaultProxy, doc: Doc) -> list[str]:
+    return [
+        "--base-url",
+        proxy.base_url,
+        "--printer",
+        doc.printer,
+        "--job",
+        doc.job,
+        "--document",
+        doc.document,
+    ]
+
+
+def test_a_graph_upload_puts_ranges_in_parallel_without_a_bearer_token_and_never_shows_the_url(
+    api: Api, tmp_path: Path, token: str
+) -> None:
+    doc = Doc.new()
+    data = write_file(tmp_path / "g.bin", 3 * MIB + 5, seed=31)
+    # The same creator with the same properties gets the same uploadUrl: create it first, so
+    # the test knows the capability token the CLI will be handed.
+    created = httpx.post(
+        doc.url(api).removesuffix("/uploadSession") + "/createUploadSession",
+        headers=api.headers(),
+        timeout=30,
+        json={
+            "properties": {
+                "size": len(data),
+                "contentType": "application/octet-stream",
+                "documentName": "g.bin",
+                "checksum": format_checksum(crc64nvme(data)),
+            }
+        },
+    )
+    assert created.status_code == 200, created.text
+    capability = created.json()["uploadUrl"].split("tempauthtoken=", 1)[1]
+    with FaultProxy(api.base_url, delay=0.05) as proxy:
+        done = run_cli(
+            "upload",
+            str(tmp_path / "g.bin"),
+            *proxied_args(proxy, doc),
+            "--segment-size",
+            "320KiB",
+            "--parallel",
+            "4",
+            "--json",
+            "--token",
+            token,
+            secrets=[token, capability],
+            env=cli_env(UPLOADSESSION_LOG_LEVEL="DEBUG"),
+        )
+    assert done.returncode == 0, done.stderr
+    assert "tempauthtoken" not in done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["protocol"] == "graph" and result["segmentsSent"] == 10
+    assert result["sessionUrl"] == doc.url(api).replace(api.base_url, proxy.base_url)
+    upload_url_requests = [(m, auth) for m, path, auth in proxy.seen if "/uploadSessions/" in path]
+    assert {m for m, _ in upload_url_requests} == {"GET", "PUT"}
+    assert not any(auth for _, auth in upload_url_requests)  # no Authorization on the uploadUrl
+    assert [auth for m, path, auth in proxy.seen if path.endswith("/createUploadSession")] == [True]
+    assert proxy.max_in_flight >= 2  # ranges in parallel
+    assert api.document_bytes(doc.url(api)) == (data, "application/octet-stream")
+
+
+def test_ctrl_c_stops_an_upload_with_exit_130_and_the_same_command_resumes_it(
+    api: Api, tmp_path: Path, token: str
+) -> None:
+    doc = Doc.new()
+    path = tmp_path / "int.bin"
+    data = write_file(path, 6 * MIB + 3, seed=32)
+    with FaultProxy(api.base_url, delay=0.05) as proxy:
+        args = [*proxied_args(proxy, doc), "--segment-size", "320KiB", "--parallel", "2"]
+        running = subprocess.Popen(
+            [sys.executable, "-m", "uploadsession.cli", "upload", str(path), *args, "--json"],
+            cwd=REPO,
+            text=True,
+            env=cli_env(UPLOADSESSION_TOKEN=token),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and running.poll() is None:
+            response = get_session(api, doc.url(api))
+            ok = response.status_code == 200
+            if ok and len(data) - missing_bytes(missing_ranges(response.json())) >= 2 * 320 * KIB:
+                break
+            time.sleep(0.02)
+        assert running.poll() is None, "the upload finished before it could be interrupted"
+        running.send_signal(signal.SIGINT)
+        out, err = running.communicate(timeout=30)
+    assert running.returncode == 130, err
+    assert_no_secret([token], out, err)
+    assert "interrupted: run the same command again" in err
+    assert json.loads(out) == {"status": "interrupted"}
+    present = len(data) - missing_bytes(missing_ranges(get_session(api, doc.url(api)).json()))
+    assert 0 < present < len(data)
+    again = run_cli(
+        "upload", str(path), *doc.args(api), "--json", "--token", token, secrets=[token]
+    )
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["alreadyPresent"] == present and result["bytesSent"] == len(data) - present
+    assert api.document_bytes(doc.url(api))[0] == data

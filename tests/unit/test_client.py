@@ -16,12 +16,9 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from uploadsession.cli import (
-    TerminalProgress,
-    describe_session,
-    parse_byte_size,
-    render_progress,
-)
+from uploadsession.cli.commands import describe_session
+from uploadsession.cli.options import parse_byte_size
+from uploadsession.cli.terminal import TerminalProgress, render_progress
 from uploadsession.client import (
     MAX_SEGMENT_SIZE,
     SEGMENT_UNIT,

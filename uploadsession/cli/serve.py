@@ -1,0 +1,60 @@
+"""``uploadsession serve``: the local HTTP host for the function app (``uploadsession.dev``).
+
+The command's body belongs to the dev host's work; this module only gives it a name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from uploadsession.cli.exits import EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from uploadsession.config import get_settings
+    from uploadsession.dev.host import DevHost, load_app, load_route_prefix
+
+    get_settings()  # fail fast, naming the setting, before listening
+    app_dir = Path(args.app_dir).resolve()
+    app = load_app("function_app", app_dir)
+    ssl_context = None
+    if args.https:
+        from uploadsession.dev.cert import ensure_devcert, server_context
+
+        cert_path, key_path = ensure_devcert(Path(args.cert_dir))
+        ssl_context = server_context(cert_path, key_path)
+        print(
+            f"TLS: self-signed development certificate {cert_path}; trust it with\n"
+            f"  Node:   NODE_EXTRA_CA_CERTS={cert_path}\n"
+            f"  Python: REQUESTS_CA_BUNDLE={cert_path} (requests) or SSL_CERT_FILE={cert_path}",
+            file=sys.stderr,
+            flush=True,
+        )
+    host = DevHost(
+        app,
+        host=args.host,
+        port=args.port,
+        route_prefix=load_route_prefix(app_dir / "host.json"),
+        run_timers=not args.no_timers,
+        ssl_context=ssl_context,
+    )
+    host.serve_forever()
+    return EXIT_OK
+
+
+def add_command(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the function app's HTTP functions locally")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--app-dir", default=".", help="folder with function_app.py, host.json")
+    serve.add_argument("--no-timers", action="store_true", help="do not run the purge timer")
+    serve.add_argument(
+        "--https",
+        action="store_true",
+        help="serve TLS with a self-signed development certificate (made under --cert-dir)",
+    )
+    serve.add_argument("--cert-dir", default=".local", help="where devcert.pem and its key live")
+    serve.set_defaults(func=cmd_serve)
