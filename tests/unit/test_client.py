@@ -489,3 +489,90 @@ def test_a_404_on_create_hints_at_the_base_url(monkeypatch: pytest.MonkeyPatch) 
     client, _ = fake_client([(404, {}, envelope("itemNotFound", "no route"))], monkeypatch)
     with pytest.raises(NotFoundError, match="version segment"):
         client.create(*IDS, size=1, content_type="text/plain", name="a.txt")
+
+
+# -- the Graph protocol over a fake transport ---------------------------------------------
+
+CAPABILITY = "Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6"
+UPLOAD_URL = f"http://svc/beta/uploadSessions/ref?tempauthtoken={CAPABILITY}"
+
+
+def test_a_graph_upload_sends_the_token_only_to_the_api_and_completes_on_201(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    (tmp_path / "doc.txt").write_bytes(b"0123456789")
+    client, transport = fake_client(
+        [
+            (200, {}, {"uploadUrl": UPLOAD_URL, "nextExpectedRanges": ["0-9"]}),
+            (200, {}, {"uploadUrl": UPLOAD_URL, "nextExpectedRanges": ["4-9"]}),
+            (201, {}, {"id": IDS[2], "size": 10}),
+        ],
+        monkeypatch,
+    )
+    result = client.upload(tmp_path / "doc.txt", *IDS)
+    create, status, put = transport.sent
+    assert create.method == "POST" and (create.url or "").endswith(
+        f"/documents/{IDS[2]}/createUploadSession"
+    )
+    body = json.loads(create.body or b"")
+    assert set(body) == {"properties"} and body["properties"]["size"] == 10
+    assert body["properties"]["checksum"].startswith("crc64nvme:")
+    assert create.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert (status.method, status.url, put.method, put.url) == (
+        "GET",
+        UPLOAD_URL,
+        "PUT",
+        UPLOAD_URL,
+    )
+    assert "Authorization" not in status.headers and "Authorization" not in put.headers
+    assert put.headers["Content-Range"] == "bytes 4-9/10" and "If-Match" not in put.headers
+    assert (result.already_present, result.bytes_sent, result.session_id) == (4, 6, None)
+    assert CAPABILITY not in json.dumps(result.as_dict())
+
+
+def test_an_upload_url_error_never_repeats_the_capability_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    (tmp_path / "doc.txt").write_bytes(b"0123456789")
+    client, _ = fake_client(
+        [
+            (200, {}, {"uploadUrl": UPLOAD_URL, "nextExpectedRanges": ["0-9"]}),
+            (400, {}, envelope("invalidRequest", f"bad request to {UPLOAD_URL}")),
+        ],
+        monkeypatch,
+    )
+    with pytest.raises(ClientError) as caught:
+        client.upload(tmp_path / "doc.txt", *IDS)
+    assert CAPABILITY not in str(caught.value) and "400" in str(caught.value)
+
+
+def test_a_create_answer_without_an_upload_url_is_a_client_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, _ = fake_client([(200, {}, {"nextExpectedRanges": ["0-9"]})], monkeypatch)
+    with pytest.raises(ClientError, match="uploadUrl"):
+        client.create_upload_session(*IDS, size=10, content_type="text/plain", name="a.txt")
+
+
+def test_a_retried_segment_is_one_visible_line_per_retry(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "doc.txt").write_bytes(b"0123456789")
+    client, transport = fake_client(
+        [
+            (200, {}, {"uploadUrl": UPLOAD_URL, "nextExpectedRanges": ["0-9"]}),
+            (200, {}, {"uploadUrl": UPLOAD_URL, "nextExpectedRanges": ["0-9"]}),
+            (503, {"Retry-After": "0"}, envelope("serviceUnavailable", "busy")),
+            requests.ConnectionError("reset"),
+            (201, {}, {"id": IDS[2]}),
+        ],
+        monkeypatch,
+    )
+    caplog.set_level("INFO", logger="uploadsession.client")
+    result = client.upload(tmp_path / "doc.txt", *IDS)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert result.retries == 2 and len(lines) == 2
+    assert lines[0].startswith("retrying (1/8) bytes 0-9 in 0.0 s: 503 serviceUnavailable")
+    assert lines[1].startswith("retrying (2/8) bytes 0-9 in 0.0 s:")
+    assert all(CAPABILITY not in line for line in lines)
+    assert len(transport.sent) == 5
