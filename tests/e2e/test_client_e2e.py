@@ -783,3 +783,30 @@ def test_ctrl_c_stops_an_upload_with_exit_130_and_the_same_command_resumes_it(
     result = json.loads(again.stdout)
     assert result["alreadyPresent"] == present and result["bytesSent"] == len(data) - present
     assert api.document_bytes(doc.url(api))[0] == data
+
+
+def test_status_and_cancel_act_on_a_session_created_with_the_graph_protocol(
+    api: Api, token: str
+) -> None:
+    doc = Doc.new()
+    created = httpx.post(
+        doc.url(api).removesuffix("/uploadSession") + "/createUploadSession",
+        headers=api.headers(),
+        timeout=30,
+        json={"properties": {"size": 1000, "contentType": "text/plain", "documentName": "g.txt"}},
+    )
+    assert created.status_code == 200, created.text
+    upload_url = created.json()["uploadUrl"]
+    put = httpx.put(
+        upload_url, content=b"y" * 250, headers={"Content-Range": "bytes 0-249/1000"}, timeout=30
+    )
+    assert put.status_code == 202, put.text
+    env = cli_env(UPLOADSESSION_TOKEN=token)
+    secret = upload_url.split("tempauthtoken=", 1)[1]
+    status = run_cli("status", *doc.args(api), "--json", secrets=[token, secret], env=env)
+    assert status.returncode == 0, status.stderr
+    session = json.loads(status.stdout)
+    assert session["documentName"] == "g.txt" and session["nextExpectedRanges"] == ["250-999"]
+    cancelled = run_cli("cancel", *doc.args(api), secrets=[token, secret], env=env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert httpx.get(upload_url, timeout=30).status_code == 404  # the uploadUrl ended with it
