@@ -22,11 +22,10 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from uploadsession.errors import ConcurrencyConflict, InvalidRange, InvalidRequest, ItemNotFound
 from uploadsession.models import (
@@ -35,9 +34,6 @@ from uploadsession.models import (
     DocumentKey,
     SegmentUpload,
     Session,
-    format_datetime,
-    json_object,
-    next_expected_ranges,
 )
 
 if TYPE_CHECKING:  # auth and service import PyJWT and the storage SDKs: not at indexing
@@ -51,7 +47,6 @@ UPLOAD_URL_ROUTE = "uploadSessions/{sessionRef}"
 TOKEN_PARAMETER = "tempauthtoken"
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
-_OPEN_PROPERTIES = ("properties",)
 _WRITER_SCOPES = frozenset({"PrintJob.ReadWrite", "Printer.Read.All"})
 _WRITER_ROLES = frozenset({"PrintJob.ReadWrite.All", "Printer.Read.All"})
 
@@ -95,23 +90,12 @@ def parse_session_ref(ref: str) -> DocumentKey:
 
 
 def parse_create_body(body: bytes, *, max_document_bytes: int) -> CreateRequest:
-    """``{"properties": {documentName, contentType, size}}``; OData annotations (``@odata.*``)
-    are ignored at either level, any other unknown property is 400 naming it."""
-    data = json_object(body)
-    unknown = sorted(k for k in data if k not in _OPEN_PROPERTIES and not _annotation(k))
-    if unknown:
-        raise InvalidRequest(f"Unknown property '{unknown[0]}'")
-    properties = data.get("properties")
-    if properties is None:
-        raise InvalidRequest("'properties' is required")
-    if not isinstance(properties, dict):
-        raise InvalidRequest("'properties' must be an object")
-    plain = {k: v for k, v in properties.items() if not _annotation(k)}
-    return CreateRequest.parse(json.dumps(plain).encode(), max_document_bytes=max_document_bytes)
+    """``{"properties": {documentName, contentType, size}}`` (``wire.CreateUploadSessionBody``);
+    OData annotations are ignored at either level, any other unknown property is 400 naming
+    it."""
+    from uploadsession.wire import parse_create_upload_session
 
-
-def _annotation(name: str) -> bool:
-    return name.startswith("@odata.") or name.startswith("@microsoft.graph.")
+    return parse_create_upload_session(body, max_document_bytes=max_document_bytes)
 
 
 def creator_principal(session: Session) -> Principal:
@@ -245,26 +229,7 @@ class GraphProtocol:
         return self.store.read_url(key, READ_URL_LIFETIME)
 
 
-# -- wire shapes ---------------------------------------------------------------------------
-
-
-def upload_session_json(session: Session, upload_url: str | None) -> dict[str, Any]:
-    """Graph's uploadSession: ``{"uploadUrl"?, "expirationDateTime", "nextExpectedRanges"}``."""
-    body: dict[str, Any] = {}
-    if upload_url is not None:
-        body["uploadUrl"] = upload_url
-    body["expirationDateTime"] = format_datetime(session.expires)
-    body["nextExpectedRanges"] = next_expected_ranges(session.missing)
-    return body
-
-
-def print_document_json(session: Session, ttl: timedelta) -> dict[str, Any]:
-    """Graph's printDocument for the completed upload. ``uploadedDateTime`` is when the last
-    segment was accepted (each accepted segment set the expiry to then + the TTL)."""
-    return {
-        "id": session.key.document_id,
-        "displayName": session.document_name,
-        "contentType": session.content_type,
-        "size": session.size,
-        "uploadedDateTime": format_datetime(session.expires - ttl),
-    }
+def uploaded_at(session: Session, ttl: timedelta) -> datetime:
+    """When the completing segment was accepted (each accepted segment set the expiry to then
+    + the TTL): printDocument's ``uploadedDateTime``."""
+    return session.expires - ttl

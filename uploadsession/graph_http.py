@@ -9,10 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, cast
 
 import azure.functions as func
 
@@ -24,9 +23,8 @@ from uploadsession.graph import (
     GraphProtocol,
     GraphStorage,
     parse_create_body,
-    print_document_json,
     session_ref,
-    upload_session_json,
+    uploaded_at,
 )
 from uploadsession.http import (
     _CONTENT_RANGE,
@@ -38,6 +36,9 @@ from uploadsession.http import (
 )
 from uploadsession.models import SegmentUpload, Session
 from uploadsession.runtime import Runtime, get_runtime
+
+if TYPE_CHECKING:  # pydantic is imported on the first request, not at indexing
+    from uploadsession.wire import _Response
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
@@ -53,9 +54,9 @@ def _protocol(runtime: Runtime) -> GraphProtocol:
     return GraphProtocol(runtime.service, cast(GraphStorage, runtime.service.store))
 
 
-def _json(body: dict[str, Any], status: int) -> func.HttpResponse:
+def _json(body: _Response, status: int) -> func.HttpResponse:
     return func.HttpResponse(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        body.body(),
         status_code=status,
         headers={"Cache-Control": "no-store"},
         mimetype=_JSON,
@@ -91,12 +92,13 @@ def _create(req: func.HttpRequest) -> func.HttpResponse:
         req.get_body(), max_document_bytes=runtime.settings.max_document_bytes
     )
     issued = _protocol(runtime).create(principal, key, request)
-    body = {
-        "@odata.context": f"{public_origin(req)}/{version}/$metadata#microsoft.graph.uploadSession",
-        **upload_session_json(
-            issued.session, upload_url(req, version, issued.session, issued.token)
-        ),
-    }
+    from uploadsession.wire import upload_session_json
+
+    body = upload_session_json(
+        issued.session,
+        upload_url(req, version, issued.session, issued.token),
+        odata_context=f"{public_origin(req)}/{version}/$metadata#microsoft.graph.uploadSession",
+    )
     return _json(body, 200)
 
 
@@ -160,15 +162,22 @@ def _put_range(req: func.HttpRequest) -> func.HttpResponse:
     runtime, protocol, session, _ = _resolve(req)
     upload = parse_range_put(req, runtime.settings.max_segment_bytes)
     result = protocol.upload(session, upload)
+    from uploadsession.wire import PROGRESS_RANGES_LIMIT, print_document_json, upload_session_json
+
     if result.complete:
-        ttl = protocol.service.ttl
-        return _json(print_document_json(result.session, ttl), 201)
-    return _json(upload_session_json(result.session, None), 202)
+        uploaded = uploaded_at(result.session, protocol.service.ttl)
+        return _json(print_document_json(result.session, uploaded), 201)
+    # Only the first missing ranges: Graph's nextExpectedRanges may be incomplete, the SDKs
+    # read its first range, and the answer stays small however many gaps there are.
+    progress = upload_session_json(result.session, None, limit=PROGRESS_RANGES_LIMIT)
+    return _json(progress, 202)
 
 
 def _get_status(req: func.HttpRequest) -> func.HttpResponse:
     _, _, session, version = _resolve(req)
     token = req.params.get(TOKEN_PARAMETER, "")
+    from uploadsession.wire import upload_session_json
+
     return _json(upload_session_json(session, upload_url(req, version, session, token)), 200)
 
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import logging
 import re
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -59,23 +57,11 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
 
-def _now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
 def error_body(error: ApiError, request_id: str, client_request_id: str) -> bytes:
-    envelope = {
-        "error": {
-            "code": error.code,
-            "message": error.message,
-            "innerError": {
-                "date": _now_text(),
-                "request-id": request_id,
-                "client-request-id": client_request_id,
-            },
-        }
-    }
-    return json.dumps(envelope).encode()
+    """Graph's error envelope (``wire.ErrorEnvelope``)."""
+    from uploadsession.wire import error_envelope
+
+    return error_envelope(error.code, error.message, request_id, client_request_id)
 
 
 def _respond(req: func.HttpRequest, action: Handler) -> func.HttpResponse:

@@ -1,8 +1,8 @@
-"""Domain and wire models: identifiers, the session, its Graph JSON and its ETag.
+"""The domain: identifiers, the session and its segments, checksums, the ETag.
 
-Plain dataclasses and explicit validation rather than pydantic: the request body has three
-fields, and keeping pydantic out of the import graph keeps the cold start short (the
-Functions host imports ``function_app.py`` on every cold start).
+Plain dataclasses with explicit validation of route values. The JSON the service reads and
+writes is ``wire.py``'s pydantic models; ``CreateRequest.parse`` and ``render`` delegate to it
+(imported on first use, so indexing ``function_app.py`` does not build its schemas).
 """
 
 from __future__ import annotations
@@ -21,11 +21,6 @@ from uploadsession.ranges import Range, find_overlap, missing_ranges
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _JOB_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_CONTENT_TYPE = re.compile(rf"^{_TOKEN}/{_TOKEN}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
-# JSON's "\ud800" escapes decode to lone surrogates, which no UTF-8 response or store can carry.
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 #: CRC-64/NVME (anycrc): combinable, so a document's checksum is combined from its segments'
 #: in offset order at commit, with no read-back. Wire form: ``crc64nvme:`` + 16 hex digits.
@@ -143,41 +138,11 @@ class CreateRequest:
 
     @classmethod
     def parse(cls, body: bytes, *, max_document_bytes: int) -> CreateRequest:
-        """Parse the PUT body; raise InvalidRequest naming the offending field."""
-        data = json_object(body)
-        unknown = sorted(set(data) - {"size", "contentType", "documentName", "checksum"})
-        if unknown:
-            raise InvalidRequest(f"Unknown property '{unknown[0]}'")
-        size = data.get("size")
-        if size is None:
-            raise InvalidRequest("'size' is required")
-        if not isinstance(size, int) or isinstance(size, bool):
-            raise InvalidRequest("'size' must be an integer")
-        if not 1 <= size <= max_document_bytes:
-            raise InvalidRequest(f"'size' must be between 1 and {max_document_bytes}")
-        content_type = data.get("contentType")
-        if content_type is None:
-            raise InvalidRequest("'contentType' is required")
-        if not isinstance(content_type, str) or len(content_type) > 255:
-            raise InvalidRequest("'contentType' must be a string of at most 255 characters")
-        if not _CONTENT_TYPE.fullmatch(content_type):
-            raise InvalidRequest("'contentType' must be a media type 'type/subtype'")
-        name = data.get("documentName")
-        if name is None:
-            raise InvalidRequest("'documentName' is required")
-        if not isinstance(name, str) or not 1 <= len(name) <= 255:
-            raise InvalidRequest("'documentName' must be a string of 1-255 characters")
-        if _CONTROL.search(name):
-            raise InvalidRequest("'documentName' must not contain control characters")
-        if _SURROGATE.search(name):
-            raise InvalidRequest("'documentName' must not contain unpaired surrogates")
-        checksum = data.get("checksum")
-        return cls(
-            size=size,
-            content_type=content_type,
-            document_name=name,
-            checksum=None if checksum is None else parse_checksum(checksum),
-        )
+        """Parse the legacy PUT body (``wire.CreateBody``); raise InvalidRequest naming the
+        offending field."""
+        from uploadsession.wire import parse_create
+
+        return parse_create(body, max_document_bytes=max_document_bytes)
 
 
 @dataclass(frozen=True)
@@ -272,58 +237,12 @@ def format_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def session_json(session: Session) -> dict[str, Any]:
-    """Graph's printUploadSession representation, in the seed's property order."""
-    missing = session.missing
-    ranges = [{"start": str(s), "end": str(e)} for s, e in missing]
-    body: dict[str, Any] = {
-        **_session_head(session),
-        "missingRanges": ranges,
-        "nextExpectedRanges": next_expected_ranges(missing),
-    }
-    checksum = session.known_checksum
-    if checksum is not None:  # appended, present once known (declared, or committed)
-        body["checksum"] = format_checksum(checksum)
-    return body
-
-
-def next_expected_ranges(missing: list[Range]) -> list[str]:
-    """Graph's ``uploadSession`` form: closed ``"{start}-{end}"`` strings (never the open
-    ``"{start}-"``, which an official SDK cannot parse)."""
-    return [f"{s}-{e}" for s, e in missing]
-
-
-def _session_head(session: Session) -> dict[str, Any]:
-    """The representation's properties before the two range lists."""
-    created_by: dict[str, Any] = {"application": {"id": session.app_id}}
-    if session.user_id is not None:
-        created_by["user"] = {"id": session.user_id}
-    return {
-        "id": session.id,
-        "size": session.size,
-        "contentType": session.content_type,
-        "documentName": session.document_name,
-        "expiryDateTime": format_datetime(session.expires),
-        "createdBy": created_by,
-    }
-
-
 def render(session: Session) -> tuple[bytes, str]:
-    """The JSON body and its strong ETag (a hash of exactly those bytes).
+    """The session JSON (``wire.SessionJson``) and its strong ETag (a hash of exactly those
+    bytes)."""
+    from uploadsession.wire import session_json
 
-    The body is ``json.dumps(session_json(session), separators=(",", ":"),
-    ensure_ascii=False)``, byte for byte, but the range list — the part that grows, up to a
-    range per segment — is written by hand in both of its forms: its values are decimal
-    digits, with nothing to escape (a session of 1,000 missing ranges: 1.6 ms → 0.4 ms).
-    """
-    missing = session.missing
-    ranges = ",".join([f'{{"start":"{s}","end":"{e}"}}' for s, e in missing])
-    expected = ",".join([f'"{s}-{e}"' for s, e in missing])
-    head = json.dumps(_session_head(session), separators=(",", ":"), ensure_ascii=False)
-    text = f'{head[:-1]},"missingRanges":[{ranges}],"nextExpectedRanges":[{expected}]'
-    checksum = session.known_checksum
-    text += "}" if checksum is None else f',"checksum":"{format_checksum(checksum)}"}}'
-    body = text.encode()
+    body = session_json(session).body()
     return body, etag_of(body)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes import InMemoryStorage
+from tests.unit.test_models import session_json
 from tests.unit.test_service import ALICE_RW, KEY, payload, upload
 from uploadsession import service as service_module
 from uploadsession.errors import Conflict, InvalidRequest
@@ -16,7 +17,6 @@ from uploadsession.models import (
     crc64nvme,
     format_checksum,
     render,
-    session_json,
 )
 from uploadsession.service import UploadSessionService
 
