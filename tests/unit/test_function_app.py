@@ -93,13 +93,13 @@ def test_the_route_prefix_is_empty_and_routes_carry_the_version() -> None:
     assert host["version"] == "2.0"
 
 
-def test_indexing_needs_no_settings_and_no_storage_sdk() -> None:
+def test_indexing_needs_no_settings_no_storage_sdk_and_no_pydantic() -> None:
     probe = (
         "import json, sys\n"
         "import function_app\n"
         "function_app.app.get_functions()\n"
         "heavy = ['azure.storage.blob', 'azure.data.tables', 'azure.identity', 'requests',\n"
-        "         'opentelemetry', 'azure.monitor']\n"
+        "         'opentelemetry', 'azure.monitor', 'pydantic']\n"
         "print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n"
     )
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)}  # no app settings
