@@ -37,7 +37,7 @@ from tests.unit.tokens import (
     generate_key,
     mint,
 )
-from uploadsession import http, telemetry
+from uploadsession import graph_http, http, telemetry
 from uploadsession.auth import TokenValidator
 from uploadsession.config import parse_settings
 from uploadsession.runtime import Runtime, set_runtime
@@ -244,17 +244,21 @@ def test_refusals_are_logged_at_info_with_their_reason_and_ids(
     assert forged not in text and forged.split(".")[2] not in text
 
 
+def metric_totals(exported: Exported) -> dict[str, int]:
+    data = exported.metrics.get_metrics_data()
+    out: dict[str, int] = {}
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                out[metric.name] = sum(int(p.value) for p in metric.data.data_points)  # type: ignore[union-attr]
+    return out
+
+
 def test_metrics_count_sessions_segments_bytes_and_cancellations(
     exported: Exported, api: Api
 ) -> None:
     def totals() -> dict[str, int]:
-        data = exported.metrics.get_metrics_data()
-        out: dict[str, int] = {}
-        for resource in data.resource_metrics if data else ():
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    out[metric.name] = sum(int(p.value) for p in metric.data.data_points)  # type: ignore[union-attr]
-        return out
+        return metric_totals(exported)
 
     before = totals()
     token = api.token()
@@ -287,6 +291,51 @@ def test_metrics_count_sessions_segments_bytes_and_cancellations(
     assert delta(telemetry.SEGMENTS_ACCEPTED) == 1
     assert delta(telemetry.BYTES_ACCEPTED) == 1000
     assert delta(telemetry.SESSIONS_CANCELLED) == 1
+
+
+def test_the_graph_protocol_counts_what_the_legacy_protocol_counts(
+    exported: Exported, api: Api
+) -> None:
+    """createUploadSession and PUT uploadUrl: sessions, segments, bytes, completion; the
+    Python SDK's re-sent last range after completion is not counted again."""
+    before = metric_totals(exported)
+    document = str(uuid.uuid4())
+    props = {"size": SIZE, "contentType": "application/pdf", "documentName": "a.pdf"}
+    created = call(
+        graph_http.graph_create_upload_session,
+        "POST",
+        document,
+        headers={"Authorization": f"Bearer {api.token()}"},
+        body=json.dumps({"properties": props}).encode(),
+    )
+    assert created.status_code == 200
+    url = json.loads(created.get_body())["uploadUrl"]
+    path, _, query = url.partition("?")
+    name, _, token = query.partition("=")
+
+    def put(start: int, end: int) -> int:
+        req = func.HttpRequest(
+            "PUT",
+            url,
+            headers={"Content-Range": f"bytes {start}-{end}/{SIZE}"},
+            params={name: token},
+            route_params={"version": "beta", "sessionRef": path.rsplit("/", 1)[1]},
+            body=DATA[start : end + 1],
+        )
+        return int(graph_http.graph_upload_range(req).status_code)
+
+    assert put(0, 999) == 202
+    assert put(1000, SIZE - 1) == 201
+    assert put(1000, SIZE - 1) == 201  # re-sent after completion: nothing accepted
+    after = metric_totals(exported)
+
+    def delta(name: str) -> int:
+        return after.get(name, 0) - before.get(name, 0)
+
+    assert delta(telemetry.SESSIONS_CREATED) == 1
+    assert delta(telemetry.SEGMENTS_ACCEPTED) == 2
+    assert delta(telemetry.BYTES_ACCEPTED) == SIZE
+    assert delta(telemetry.SESSIONS_COMPLETED) == 1
 
 
 def test_request_ids_reach_every_record_of_the_request_and_no_other() -> None:
