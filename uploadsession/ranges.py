@@ -12,18 +12,6 @@ from collections.abc import Iterable, Sequence
 Range = tuple[int, int]
 
 
-def merge(ranges: Iterable[Range]) -> list[Range]:
-    """Sort and merge overlapping or adjacent inclusive ranges."""
-    merged: list[Range] = []
-    for start, end in sorted(ranges):
-        if merged and start <= merged[-1][1] + 1:
-            if end > merged[-1][1]:
-                merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-    return merged
-
-
 def missing_ranges(size: int, received: Iterable[Range]) -> list[Range]:
     """The inclusive ranges of ``[0, size)`` not covered by ``received``, ascending, merged."""
     missing: list[Range] = []
@@ -52,7 +40,3 @@ def find_overlap(sorted_ranges: Sequence[Range], start: int, end: int) -> int | 
             if s <= end and start <= e:
                 return j
     return None
-
-
-def covered_bytes(ranges: Iterable[Range]) -> int:
-    return sum(end - start + 1 for start, end in ranges)
