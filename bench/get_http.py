@@ -91,7 +91,7 @@ def run(config: Config) -> Result:
         create_session(setup, token, path, 1024)
         setup.close()
         headers = {"Authorization": f"Bearer {token}"}
-        row_key = f"{printer}:{job}:{document}"
+        partition = "|".join((TENANT, printer, job, document))  # ports.document_partition
 
         def http_worker() -> tuple[Callable[[], None], Callable[[], None]]:
             conn = Connection(host.base_url)
@@ -108,7 +108,7 @@ def run(config: Config) -> Result:
             table = TableClient.from_connection_string(s.azurite.connection_string, SESSIONS_TABLE)
 
             def get() -> None:
-                table.get_entity(TENANT, row_key)
+                table.get_entity(partition, "session")
 
             get()
             return get, table.close

@@ -77,7 +77,7 @@ def run(config: Config) -> Result:
                     raise RuntimeError(f"GET: {response.status_code} {response.get_body()!r}")
 
             def bare() -> None:
-                table.get_entity(TENANT, f"{printer}:{job}:{document}")
+                table.get_entity("|".join((TENANT, printer, job, document)), "session")
 
             interleaved({"ours": ours, "bare": bare}, 1, 50)  # warm up both
             lat = interleaved({"ours": ours, "bare": bare}, rounds, calls)

@@ -36,8 +36,8 @@ from uploadsession.auth import TokenValidator
 from uploadsession.dev import tokens as devtoken
 from uploadsession.jwks import JwksCache
 from uploadsession.models import DocumentKey
+from uploadsession.ports import SESSION_ROW, document_partition
 from uploadsession.runtime import build_runtime, set_runtime
-from uploadsession.store import row_key
 
 
 @contextmanager
@@ -65,8 +65,9 @@ def target_get(
         if stub_storage:
             from uploadsession.runtime import get_runtime
 
-            table = get_runtime().service.store._get_clients()[0]  # type: ignore[attr-defined]
-            entity = table.get_entity(TENANT, row_key(DocumentKey(TENANT, *ids)))
+            table = get_runtime().service.store._get_clients().sessions  # type: ignore[attr-defined]
+            partition = document_partition(DocumentKey(TENANT, *ids))
+            entity = table.get_entity(partition, SESSION_ROW)
             table.get_entity = lambda *args, **kwargs: entity
         yield lambda: http.get_upload_session(get)
 

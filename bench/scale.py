@@ -38,8 +38,9 @@ from uploadsession import http
 from uploadsession.config import SESSIONS_TABLE
 from uploadsession.dev import tokens as devtoken
 from uploadsession.models import DocumentKey, Segment, Session
+from uploadsession.ports import SESSION_ROW, document_partition
 from uploadsession.runtime import build_runtime, set_runtime
-from uploadsession.store import row_key, session_to_entity
+from uploadsession.store import session_to_entity
 
 NAME = "scale"
 TITLE = "Scale with data"
@@ -136,8 +137,8 @@ def run(config: Config) -> Result:
             s.storage.insert_session(fragmented_session(fragment_ids))
             get_fresh = request("GET", token, fresh_ids)
             get_fragment = request("GET", token, fragment_ids)
-            fresh_row = row_key(DocumentKey(TENANT, *fresh_ids))
-            fragment_row = row_key(DocumentKey(TENANT, *fragment_ids))
+            fresh_row = document_partition(DocumentKey(TENANT, *fresh_ids))
+            fragment_row = document_partition(DocumentKey(TENANT, *fragment_ids))
             table = TableClient.from_connection_string(s.azurite.connection_string, SESSIONS_TABLE)
 
             def fresh() -> None:
@@ -150,10 +151,10 @@ def run(config: Config) -> Result:
                     raise RuntimeError("GET fragmented failed")
 
             def bare() -> None:
-                table.get_entity(TENANT, fresh_row)
+                table.get_entity(fresh_row, SESSION_ROW)
 
             def bare_fragmented() -> None:
-                table.get_entity(TENANT, fragment_row)
+                table.get_entity(fragment_row, SESSION_ROW)
 
             functions = {
                 "fresh": fresh,

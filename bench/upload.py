@@ -134,7 +134,9 @@ def upload_through_api(
         conn.close()
     if statuses.count(201) < 1:
         raise RuntimeError("no POST completed the document")
-    blob = s.storage._get_clients()[2].get_blob_client(f"{TENANT}/{printer}/{job}/{document}")
+    blob = s.storage._get_clients().documents.get_blob_client(
+        f"{TENANT}/{printer}/{job}/{document}"
+    )
     if blob.get_blob_properties().size != size:
         raise RuntimeError("the committed document has the wrong size")
     blob.delete_blob()  # keep Azurite's disk small between rounds

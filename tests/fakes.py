@@ -33,8 +33,7 @@ from datetime import UTC, datetime, timedelta
 
 from uploadsession.errors import ConcurrencyConflict, EntityExists, ForeignDocument, MissingBlocks
 from uploadsession.models import DocumentKey, Session
-from uploadsession.ports import Subscription
-from uploadsession.store import row_key
+from uploadsession.ports import SESSION_ROW, Subscription, document_partition
 
 _MAX_BLOCK_ID_BYTES = 64
 
@@ -99,7 +98,7 @@ class InMemoryStorage:
 
     @staticmethod
     def _row(key: DocumentKey) -> tuple[str, str]:
-        return key.tenant_id, row_key(key)
+        return document_partition(key), SESSION_ROW
 
     def get_session(self, key: DocumentKey) -> Session | None:
         self._enter("get_session")

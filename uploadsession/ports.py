@@ -23,6 +23,26 @@ class Subscription:
     updated: datetime
 
 
+#: Separates the ids in a document's partition key: ids are GUIDs and job ids of
+#: ``[A-Za-z0-9-]``, so ``|`` never appears in one (and Table keys allow it).
+KEY_SEPARATOR = "|"
+#: The RowKey of a document's session row in its partition.
+SESSION_ROW = "session"
+
+
+def document_partition(key: DocumentKey) -> str:
+    """The PartitionKey of a document's rows: ``{tenant}|{printer}|{job}|{document}``, one
+    partition per document (docs/architecture.md "Storage layout"), built only from the
+    validated ids of :class:`DocumentKey`."""
+    return KEY_SEPARATOR.join((key.tenant_id, key.printer_id, key.job_id, key.document_id))
+
+
+def parse_document_partition(partition: str) -> DocumentKey:
+    """The inverse of :func:`document_partition` (for keys this service wrote)."""
+    tenant_id, printer_id, job_id, document_id = partition.split(KEY_SEPARATOR)
+    return DocumentKey(tenant_id, printer_id, job_id, document_id)
+
+
 class SessionStore(Protocol):
     """State of sessions and tenant subscriptions."""
 

@@ -5,9 +5,13 @@ translated in exactly one place, :func:`translate_azure_errors`.
 
 Layout (documented in docs/architecture.md):
 
-- table ``uploadsessions``: PartitionKey = tenant id, RowKey = ``{printerId}:{jobId}:{documentId}``
-  (all validated before they get here); one entity per document holds the session, its
-  accepted segments packed as binary chunks, and its status (active / committed);
+- table ``uploadsessions``: one partition per document, PartitionKey =
+  ``{tenantId}|{printerId}|{jobId}|{documentId}`` (``ports.document_partition``; all validated
+  before they get here), RowKey = ``session``; that entity holds the session, its accepted
+  segments packed as binary chunks, and its status (active / committed / discarding);
+- table ``uploadexpiries``: the expiry index, PartitionKey = a 5-minute bucket of an expiry
+  (``YYYYMMDDTHHMM``, sortable), RowKey = the document's partition key; the purge reads only
+  buckets that are due and re-checks each session (see :meth:`AzureStorage.expired_sessions`);
 - table ``subscriptions``: PartitionKey = tenant id, RowKey = ``""``, ``State``;
 - container ``documents``: blob ``{tenantId}/{printerId}/{jobId}/{documentId}``. Segments are
   staged as uncommitted blocks of that very blob and committed in offset order; a blob with
@@ -27,7 +31,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
@@ -62,7 +66,12 @@ from uploadsession.errors import (
     StoreError,
 )
 from uploadsession.models import DocumentKey, Segment, Session
-from uploadsession.ports import Subscription
+from uploadsession.ports import (
+    SESSION_ROW,
+    Subscription,
+    document_partition,
+    parse_document_partition,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -170,8 +179,32 @@ def _has_error_code(exc: BaseException, code: str) -> bool:
     return f'"code":"{code}"'.lower() in str(exc).lower()
 
 
-def row_key(key: DocumentKey) -> str:
-    return f"{key.printer_id}:{key.job_id}:{key.document_id}"
+#: The expiry index's table (beside ``uploadsessions``), its bucket width and the most index
+#: rows one purge run examines (the rest are found by the next run).
+EXPIRIES_TABLE = "uploadexpiries"
+BUCKET_MINUTES = 5
+PURGE_LIMIT = 1000
+#: What the purge reads of a session row to decide whether it is due: never the segments.
+_DUE_FIELDS = ["Expires", "Status"]
+
+
+def expiry_bucket(expires: datetime) -> str:
+    """The index partition of an expiry: the UTC time rounded down to 5 minutes, as a string
+    that sorts like the time (``20261203T2145``)."""
+    at = expires.astimezone(UTC)
+    at = at.replace(minute=at.minute - at.minute % BUCKET_MINUTES, second=0, microsecond=0)
+    return at.strftime("%Y%m%dT%H%M")
+
+
+@dataclass(frozen=True)
+class StorageClients:
+    """The adapter's SDK clients, built once: the two tables of state, the expiry index and
+    the documents container."""
+
+    sessions: Any
+    subscriptions: Any
+    expiries: Any
+    documents: Any
 
 
 def _int(value: Any) -> int:
@@ -187,8 +220,9 @@ def _utc(value: Any) -> datetime:
 def session_to_entity(session: Session) -> dict[str, Any]:
     key = session.key
     entity: dict[str, Any] = {
-        "PartitionKey": key.tenant_id,
-        "RowKey": row_key(key),
+        "PartitionKey": document_partition(key),
+        "RowKey": SESSION_ROW,
+        "TenantId": key.tenant_id,
         "SessionId": session.id,
         "PrinterId": key.printer_id,
         "JobId": key.job_id,
@@ -237,7 +271,10 @@ def entity_to_session(entity: Any) -> Session:
         segments = [replace(s, crc=c) for s, c in zip(segments, crcs, strict=True)]
     checksum = entity.get("Checksum")
     key = DocumentKey(
-        entity["PartitionKey"], entity["PrinterId"], entity["JobId"], entity["DocumentId"]
+        entity.get("TenantId") or parse_document_partition(entity["PartitionKey"]).tenant_id,
+        entity["PrinterId"],
+        entity["JobId"],
+        entity["DocumentId"],
     )
     return Session(
         key=key,
@@ -272,17 +309,25 @@ class AzureStorage:
         sessions_table: str = SESSIONS_TABLE,
         subscriptions_table: str = SUBSCRIPTIONS_TABLE,
         container: str = DOCUMENTS_CONTAINER,
+        expiries_table: str | None = None,
     ) -> None:
         self._settings = settings
-        self._names = (sessions_table, subscriptions_table, container)
+        if expiries_table is None:  # beside its sessions table (tests use unique names)
+            expiries_table = (
+                EXPIRIES_TABLE if sessions_table == SESSIONS_TABLE else f"{sessions_table}exp"
+            )
+        self._names = (sessions_table, subscriptions_table, expiries_table, container)
         self._lock = threading.Lock()
-        self._clients: tuple[Any, Any, Any] | None = None
+        self._clients: StorageClients | None = None
+        #: document partition → the index bucket the running purge found it under, so
+        #: delete_session removes that index row too (see expired_sessions).
+        self._purging: dict[str, str] = {}
         self._url_key: bytes | None = None  # Graph protocol: see upload_url_key
         self._delegation: tuple[Any, datetime] | None = None  # user delegation key, its expiry
 
     # -- clients -------------------------------------------------------------------------
 
-    def _build_clients(self) -> tuple[Any, Any, Any]:
+    def _build_clients(self) -> StorageClients:
         # One pooled HTTP session for both services, large enough for the host's concurrency.
         session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
@@ -328,14 +373,15 @@ class AzureStorage:
         # applies to these two endpoints, the per-request lookups are switched off.
         if not _proxy_or_netrc_applies((tables.url, blobs.url)):
             session.trust_env = False
-        sessions_table, subscriptions_table, container = self._names
-        return (
-            tables.get_table_client(sessions_table),
-            tables.get_table_client(subscriptions_table),
-            blobs.get_container_client(container),
+        sessions_table, subscriptions_table, expiries_table, container = self._names
+        return StorageClients(
+            sessions=tables.get_table_client(sessions_table),
+            subscriptions=tables.get_table_client(subscriptions_table),
+            expiries=tables.get_table_client(expiries_table),
+            documents=blobs.get_container_client(container),
         )
 
-    def _get_clients(self) -> tuple[Any, Any, Any]:
+    def _get_clients(self) -> StorageClients:
         if self._clients is None:
             with self._lock:
                 if self._clients is None:
@@ -346,22 +392,15 @@ class AzureStorage:
         return _call_creating(fn, what, "TableNotFound", table.create_table)
 
     def _blob_call(self, fn: Callable[[], T], what: str) -> T:
-        container = self._get_clients()[2]
+        container = self._get_clients().documents
         return _call_creating(fn, what, "ContainerNotFound", container.create_container)
-
-    def ensure_resources(self) -> None:
-        """Create the tables and the container if missing (CLI and tests; not per request)."""
-        sessions, subscriptions, container = self._get_clients()
-        with translate_azure_errors("creating storage resources"):
-            _create(sessions.create_table)
-            _create(subscriptions.create_table)
-            _create(container.create_container)
 
     def ping(self, timeout: float = 2.0) -> None:
         """Cheap liveness probe (GET /health): one point read of an entity that never exists
         and one container property read, without retries; "not found" means storage
         answered. Raises ServiceUnavailable when either service does not answer."""
-        sessions, _, container = self._get_clients()
+        clients = self._get_clients()
+        sessions, container = clients.sessions, clients.documents
         quick = {"connection_timeout": timeout, "read_timeout": timeout, "retry_total": 0}
         with translate_azure_errors("the health probe"):
             with suppress(ResourceNotFoundError):
@@ -372,22 +411,36 @@ class AzureStorage:
     # -- sessions ------------------------------------------------------------------------
 
     def get_session(self, key: DocumentKey) -> Session | None:
-        table = self._get_clients()[0]
+        table = self._get_clients().sessions
         with translate_azure_errors("reading a session"):
             try:
-                entity = table.get_entity(key.tenant_id, row_key(key))
+                entity = table.get_entity(document_partition(key), SESSION_ROW)
             except ResourceNotFoundError:
                 return None  # no such entity, or no table yet: nothing was ever stored
         return entity_to_session(entity)
 
     def insert_session(self, session: Session) -> Session:
-        table = self._get_clients()[0]
+        # The index row first: a crash in between leaves at most an index row without a
+        # session, which the purge re-checks and deletes.
+        self._index(session.key, session.expires)
+        table = self._get_clients().sessions
         entity = session_to_entity(session)
         meta = self._table_call(table, lambda: table.create_entity(entity), "creating a session")
         return _with_etag(session, meta)
 
     def replace_session(self, session: Session) -> Session:
-        table = self._get_clients()[0]
+        # A replace that leaves the session due (a cancel or the purge's transition to
+        # ``discarding`` sets Expires to now) is the one way a session's expiry moves earlier
+        # than the bucket indexed: index it where the next purge run looks, before the write.
+        # Sliding expiry (later) needs no index write: the purge re-checks and moves the row.
+        # (The purge's own writes need none: the index row it found the session under stays
+        # until the session row is deleted.)
+        if (
+            session.expires <= datetime.now(UTC)
+            and document_partition(session.key) not in self._purging
+        ):
+            self._index(session.key, session.expires)
+        table = self._get_clients().sessions
         entity = session_to_entity(session)
         with translate_azure_errors("updating a session"):
             try:
@@ -402,33 +455,114 @@ class AzureStorage:
         return _with_etag(session, meta)
 
     def delete_session(self, session: Session) -> None:
-        table = self._get_clients()[0]
+        table = self._get_clients().sessions
+        partition = document_partition(session.key)
         with translate_azure_errors("deleting a session"):
             # delete_entity treats "already gone" as success; a changed ETag raises.
             table.delete_entity(
-                session.key.tenant_id,
-                row_key(session.key),
+                partition,
+                SESSION_ROW,
                 etag=session.storage_etag,
                 match_condition=MatchConditions.IfNotModified,
             )
+        # Then the index rows that point at it: the one of its expiry and the one the purge
+        # found it under. A failure here leaves a stale index row, which the purge removes.
+        buckets = {expiry_bucket(session.expires)}
+        found = self._purging.get(partition)
+        if found is not None:
+            buckets.add(found)
+        for bucket in sorted(buckets):
+            self._unindex(bucket, partition)
 
-    def expired_sessions(self, now: datetime, page_size: int = 100) -> Iterator[Session]:
-        table = self._get_clients()[0]
+    def _index(self, key: DocumentKey, expires: datetime) -> None:
+        table = self._get_clients().expiries
+        entity = {
+            "PartitionKey": expiry_bucket(expires),
+            "RowKey": document_partition(key),
+            "Expires": expires,
+        }
+        self._table_call(
+            table,
+            lambda: table.upsert_entity(entity, mode=UpdateMode.REPLACE),
+            "indexing a session's expiry",
+        )
+
+    def _unindex(self, bucket: str, partition: str) -> None:
+        table = self._get_clients().expiries
+        # Gone already, or no table: fine.
+        with (
+            translate_azure_errors("removing an expiry index row"),
+            suppress(ResourceNotFoundError),
+        ):
+            table.delete_entity(bucket, partition)
+
+    def expired_sessions(
+        self, now: datetime, page_size: int = 100, *, limit: int = PURGE_LIMIT
+    ) -> Iterator[Session]:
+        """The sessions due at ``now``, read through the expiry index.
+
+        Lists only the buckets up to ``now``'s (a range query on PartitionKey, in pages of
+        ``page_size``, keys only) and examines at most ``limit`` index rows per call — the rest
+        are found by the next run. Each index row is re-checked against its session with a
+        projection (``Expires``, ``Status``; never the segments): a session that is gone has
+        its index row deleted; one that is not due yet (renewed by sliding expiry) has its
+        index row moved to its real bucket; a due one is read in full and yielded. After the
+        caller finished it, ``delete_session`` removes the index row it was found under.
+        """
+        clients = self._get_clients()
+        index, sessions = clients.expiries, clients.sessions
+        examined = 0
         with translate_azure_errors("listing expired sessions"):
             try:
-                pages = table.query_entities(
-                    "Expires lt @now", parameters={"now": now}, results_per_page=page_size
+                pages = index.query_entities(
+                    "PartitionKey le @due",
+                    parameters={"due": expiry_bucket(now)},
+                    select=["PartitionKey", "RowKey"],
+                    results_per_page=page_size,
                 ).by_page()
                 for page in pages:
-                    yield from (entity_to_session(e) for e in page)
+                    rows = [(row["PartitionKey"], row["RowKey"]) for row in page]
+                    for bucket, partition in rows:
+                        if examined >= limit:
+                            return
+                        examined += 1
+                        session = self._due(sessions, bucket, partition, now)
+                        if session is None:
+                            continue
+                        self._purging[partition] = bucket
+                        try:
+                            yield session
+                        finally:
+                            self._purging.pop(partition, None)
             except ResourceNotFoundError as exc:
                 if not _has_error_code(exc, "TableNotFound"):
                     raise
 
+    def _due(self, sessions: Any, bucket: str, partition: str, now: datetime) -> Session | None:
+        """Re-check one index row: the session if it is due, else None (after deleting a
+        stale index row or moving it to the session's real bucket)."""
+        try:
+            head = sessions.get_entity(partition, SESSION_ROW, select=_DUE_FIELDS)
+        except ResourceNotFoundError:
+            self._unindex(bucket, partition)  # the session is gone: a stale index row
+            return None
+        expires = _utc(head["Expires"])
+        if expires >= now:
+            real = expiry_bucket(expires)
+            if real != bucket:  # renewed: index it where it is due, then drop this row
+                self._index(parse_document_partition(partition), expires)
+                self._unindex(bucket, partition)
+            return None
+        try:
+            return entity_to_session(sessions.get_entity(partition, SESSION_ROW))
+        except ResourceNotFoundError:
+            self._unindex(bucket, partition)
+            return None
+
     # -- subscriptions -------------------------------------------------------------------
 
     def get_subscription(self, tenant_id: str) -> Subscription | None:
-        table = self._get_clients()[1]
+        table = self._get_clients().subscriptions
         with translate_azure_errors("reading a subscription"):
             try:
                 entity = table.get_entity(tenant_id, "")
@@ -437,7 +571,7 @@ class AzureStorage:
         return Subscription(tenant_id, entity["State"] == "active", _utc(entity["Updated"]))
 
     def put_subscription(self, tenant_id: str, active: bool) -> Subscription:
-        table = self._get_clients()[1]
+        table = self._get_clients().subscriptions
         now = datetime.now(UTC)
         entity = {
             "PartitionKey": tenant_id,
@@ -455,7 +589,7 @@ class AzureStorage:
     # -- documents -----------------------------------------------------------------------
 
     def _blob(self, key: DocumentKey) -> Any:
-        return self._get_clients()[2].get_blob_client(key.blob_name)
+        return self._get_clients().documents.get_blob_client(key.blob_name)
 
     def stage(self, key: DocumentKey, block_id: str, data: bytes | memoryview) -> None:
         blob = self._blob(key)
@@ -593,14 +727,14 @@ class AzureStorage:
 
 # -- Graph protocol (uploadsession.graph): the uploadUrl key and read-only document URLs -----
 
-#: The uploadUrl key's row: a PartitionKey no tenant id (a GUID) can take, and no Expires
-#: property, so the purge's "Expires lt now" query never returns it.
+#: The uploadUrl key's row: a PartitionKey no document partition (``{tenant}|…``, a GUID first)
+#: can take, and never in the expiry index, so the purge never sees it.
 _KEYS_PARTITION = "~keys"
 _URL_KEY_ROW = "uploadUrl"
 
 
 def _upload_url_key(storage: AzureStorage) -> bytes:
-    table = storage._get_clients()[0]
+    table = storage._get_clients().sessions
 
     def read() -> bytes | None:
         try:
@@ -630,7 +764,7 @@ def _upload_url_key(storage: AzureStorage) -> bytes:
 def _read_url(storage: AzureStorage, key: DocumentKey, lifetime: timedelta) -> str:
     from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
-    container = storage._get_clients()[2]
+    container = storage._get_clients().documents
     now = datetime.now(UTC)
     start, expiry = now - timedelta(minutes=1), now + lifetime  # a minute of clock skew
     credential = container.credential

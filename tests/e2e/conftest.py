@@ -66,7 +66,7 @@ class Api:
     def document_bytes(self, url: str, tenant: str = TENANT) -> tuple[bytes, str]:
         parts = url.split("/")
         printer, job, document = parts[-6], parts[-4], parts[-2]
-        blob = self.storage._get_clients()[2].get_blob_client(
+        blob = self.storage._get_clients().documents.get_blob_client(
             f"{tenant}/{printer.lower()}/{job}/{document.lower()}"
         )
         download = blob.download_blob()

@@ -49,7 +49,9 @@ def put(client: httpx.Client, url: str, data: bytes, start: int, size: int, **he
 def blob(api: Api, doc: str, tenant: str = TENANT) -> bytes:
     parts = doc.split("/")
     name = f"{tenant}/{parts[-5]}/{parts[-3]}/{parts[-1]}"
-    return bytes(api.storage._get_clients()[2].get_blob_client(name).download_blob().readall())
+    return bytes(
+        api.storage._get_clients().documents.get_blob_client(name).download_blob().readall()
+    )
 
 
 def upload_all(client: httpx.Client, url: str, data: bytes, chunk: int) -> httpx.Response:

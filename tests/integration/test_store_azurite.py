@@ -28,8 +28,9 @@ from uploadsession.models import (
     SegmentUpload,
     Session,
 )
+from uploadsession.ports import SESSION_ROW, document_partition
 from uploadsession.service import UploadSessionService
-from uploadsession.store import AzureStorage
+from uploadsession.store import AzureStorage, expiry_bucket
 
 TENANT = "0d6e2f1a-8a43-4c35-9f0b-3c1f6a2b9e10"
 WRITER = frozenset({"PrintJob.ReadWrite", "Printer.Read.All"})
@@ -69,7 +70,7 @@ def segment_upload(data: bytes, start: int, end: int, size: int) -> SegmentUploa
 
 
 def committed_bytes(store: AzureStorage, key: DocumentKey) -> tuple[bytes, str]:
-    blob = store._get_clients()[2].get_blob_client(key.blob_name)
+    blob = store._get_clients().documents.get_blob_client(key.blob_name)
     download = blob.download_blob()
     return download.readall(), download.properties.content_settings.content_type
 
@@ -290,3 +291,149 @@ def test_purge_removes_expired_staged_bytes_and_keeps_committed_documents(
     assert storage.staged_block_ids(incomplete) == set()
     assert committed_bytes(storage, complete) == (data, "text/plain")
     assert service.purge().sessions == 0  # idempotent
+
+
+# -- keys and the expiry index (issue 14) ---------------------------------------------------
+
+
+def index_rows(store: AzureStorage) -> set[tuple[str, str]]:
+    table = store._get_clients().expiries
+    return {(e["PartitionKey"], e["RowKey"]) for e in table.list_entities()}
+
+
+def test_a_session_lives_in_a_partition_of_its_own_document(storage: AzureStorage) -> None:
+    first, second = new_key(), new_key()
+    for key in (first, second):
+        storage.insert_session(make_session(key))
+    table = storage._get_clients().sessions
+    keys = {(e["PartitionKey"], e["RowKey"]) for e in table.list_entities()}
+    assert keys == {(document_partition(k), SESSION_ROW) for k in (first, second)}
+    assert document_partition(first).split("|") == [
+        first.tenant_id,
+        first.printer_id,
+        first.job_id,
+        first.document_id,
+    ]
+
+
+def test_insert_indexes_the_expiry_and_the_purge_finds_a_due_session(
+    storage: AzureStorage,
+) -> None:
+    now = datetime.now(UTC)
+    due = storage.insert_session(make_session(new_key(), expires=now - timedelta(minutes=1)))
+    later = storage.insert_session(make_session(new_key(), expires=now + timedelta(hours=1)))
+    assert index_rows(storage) == {
+        (expiry_bucket(s.expires), document_partition(s.key)) for s in (due, later)
+    }
+    assert [s.id for s in storage.expired_sessions(now)] == [due.id]
+    storage.delete_session(due)  # the index row goes with the session
+    assert index_rows(storage) == {(expiry_bucket(later.expires), document_partition(later.key))}
+
+
+def test_a_renewed_session_is_not_purged_and_its_index_row_moves(storage: AzureStorage) -> None:
+    now = datetime.now(UTC)
+    stored = storage.insert_session(make_session(new_key(), expires=now + timedelta(minutes=1)))
+    renewed = storage.replace_session(replace(stored, expires=now + timedelta(hours=2)))
+    old = (expiry_bucket(stored.expires), document_partition(stored.key))
+    assert index_rows(storage) == {old}  # sliding expiry writes no index row
+    purge_time = now + timedelta(minutes=10)
+    assert list(storage.expired_sessions(purge_time)) == []
+    assert index_rows(storage) == {(expiry_bucket(renewed.expires), old[1])}
+
+
+def test_a_cancelled_session_is_found_by_the_next_purge_run(storage: AzureStorage) -> None:
+    now = datetime.now(UTC)
+    stored = storage.insert_session(make_session(new_key(), expires=now + timedelta(hours=1)))
+    discarding = storage.replace_session(replace(stored, status="discarding", expires=now))
+    # The process dies here (before the discard and the row delete): the next purge run finds
+    # the row although its first index row is an hour in the future.
+    found = list(storage.expired_sessions(now + timedelta(seconds=1)))
+    assert [(s.id, s.status) for s in found] == [(discarding.id, "discarding")]
+
+
+def test_a_stale_index_row_is_removed_by_the_purge(storage: AzureStorage) -> None:
+    now = datetime.now(UTC)
+    stored = storage.insert_session(make_session(new_key(), expires=now - timedelta(minutes=1)))
+    table = storage._get_clients().sessions
+    table.delete_entity(document_partition(stored.key), SESSION_ROW)  # as if a crash
+    assert index_rows(storage)
+    assert list(storage.expired_sessions(now)) == []
+    assert index_rows(storage) == set()
+
+
+def test_a_purge_run_is_bounded_and_the_next_run_finds_the_rest(storage: AzureStorage) -> None:
+    now = datetime.now(UTC)
+    due = [
+        storage.insert_session(make_session(new_key(), expires=now - timedelta(minutes=1)))
+        for _ in range(5)
+    ]
+    seen: list[str] = []
+    for _run in range(3):
+        batch = list(storage.expired_sessions(now, page_size=2, limit=2))
+        assert len(batch) <= 2
+        for session in batch:
+            storage.delete_session(session)
+        seen += [s.id for s in batch]
+    assert sorted(seen) == sorted(s.id for s in due)
+    assert index_rows(storage) == set()
+
+
+class CountingTable:
+    """Records the keyword arguments of every get_entity of the sessions table."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.reads = inner, []
+
+    def get_entity(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads.append((args, kwargs.get("select")))
+        return self.inner.get_entity(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_the_purge_reads_segment_data_only_of_the_sessions_it_finishes(
+    storage: AzureStorage,
+) -> None:
+    now = datetime.now(UTC)
+    segments = tuple(Segment(i, i, hashlib.md5(bytes([i % 256])).digest()) for i in range(50))
+    due = storage.insert_session(make_session(new_key(), expires=now - timedelta(minutes=1)))
+    renewed = storage.insert_session(
+        make_session(new_key(), expires=now - timedelta(minutes=1), segments=segments)
+    )
+    storage.replace_session(replace(renewed, expires=now + timedelta(hours=1)))
+    clients = storage._get_clients()
+    counting = CountingTable(clients.sessions)
+    storage._clients = replace(clients, sessions=counting)
+    assert [s.id for s in storage.expired_sessions(now)] == [due.id]
+    full = [args for args, select in counting.reads if select is None]
+    assert full == [(document_partition(due.key), SESSION_ROW)]
+    assert all(
+        select is not None and not any(f.startswith("Segments") for f in select)
+        for args, select in counting.reads
+        if args[0] == document_partition(renewed.key)
+    )
+
+
+def test_the_service_purge_through_the_index_finishes_a_cancel_left_half_done(
+    storage: AzureStorage,
+) -> None:
+    storage.put_subscription(TENANT, active=True)
+    service = service_on(storage)
+    principal = user()
+    key = new_key()
+    data = random.randbytes(100)
+    service.create(principal, key, CreateRequest(100, "text/plain", "a.txt"))
+    service.upload(principal, key, segment_upload(data, 0, 49, 100))
+    session = storage.get_session(key)
+    assert session is not None
+    storage.replace_session(replace(session, status="discarding", expires=datetime.now(UTC)))
+    report = service.purge()
+    assert report.sessions == 1 and report.staged_discarded == 1
+    assert storage.get_session(key) is None and storage.staged_block_ids(key) == set()
+    # Left: only the creation's index row, an hour ahead; when it falls due the purge finds
+    # no session there and deletes it.
+    left = [b for b, row in index_rows(storage) if row == document_partition(key)]
+    assert all(b > expiry_bucket(datetime.now(UTC)) for b in left)
+    assert list(storage.expired_sessions(datetime.now(UTC) + timedelta(hours=2))) == []
+    assert all(row != document_partition(key) for _, row in index_rows(storage))

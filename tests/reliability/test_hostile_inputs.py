@@ -37,9 +37,10 @@ _ACCOUNT = "http://127.0.0.1/devstoreaccount1"
 # Every URL the app may send to storage: only validated ids and the token's tenant in keys.
 ALLOWED_STORAGE_URL = re.compile(
     rf"{_ACCOUNT}/(?:"
-    rf"Tables|uploadsessions|subscriptions"
+    rf"Tables|uploadsessions|subscriptions|uploadexpiries"
     rf"|subscriptions\(PartitionKey='{_G}',RowKey=''\)"
-    rf"|uploadsessions\(PartitionKey='{_G}',RowKey='{_G}%3A{_JOB}%3A{_G}'\)"
+    rf"|uploadsessions\(PartitionKey='{_G}%7C{_G}%7C{_JOB}%7C{_G}',RowKey='session'\)"
+    rf"|uploadexpiries\(PartitionKey='[0-9]{{8}}T[0-9]{{4}}',RowKey='{_G}%7C{_G}%7C{_JOB}%7C{_G}'\)"
     rf"|documents\?restype=container"
     rf"|documents/{_G}/{_G}/{_JOB}/{_G}(?:\?comp=(?:block&blockid=[A-Za-z0-9%]+|blocklist"
     rf"(?:&blocklisttype=all)?))?"
@@ -586,6 +587,6 @@ def test_the_hostile_matrix_is_large() -> None:
 def test_the_tenant_in_storage_keys_is_the_tokens(hostile: Hostile) -> None:
     """The tenant part of every key comes from the validated token, never from the request."""
     urls = [url for _, url in storage_requests(hostile.debug_log)]
-    tenants = set(re.findall(rf"PartitionKey='({_G})'", " ".join(urls)))
+    tenants = set(re.findall(rf"(?:PartitionKey|RowKey)='({_G})(?:'|%7C)", " ".join(urls)))
     tenants |= set(re.findall(rf"/documents/({_G})/", " ".join(urls)))
     assert tenants <= {TENANT, "5b0e6a7c-1f2d-4e3a-9b8c-7d6e5f4a3b2c"}  # start_api's two

@@ -232,7 +232,7 @@ def test_a_netrc_entry_for_the_storage_host_keeps_the_environment_in_force(
 
 
 def _transport_of(storage: AzureStorage) -> Any:
-    table = storage._get_clients()[0]
+    table = storage._get_clients().sessions
     transport = table._client._client._pipeline._transport
     return getattr(transport, "_transport", transport)
 

@@ -105,7 +105,6 @@ def api(azurite: Azurite) -> Iterator[Api]:
         {"UPLOADSESSION_STORAGE": azurite.connection_string, "AUTH_AUDIENCES": AUDIENCE}
     )
     store = unique_storage(azurite)
-    store.ensure_resources()
     store.put_subscription(TENANT, True)
     service = UploadSessionService(
         store, ttl_seconds=3600, max_document_bytes=1 << 20, sleep=lambda _: None
