@@ -27,6 +27,8 @@ BENCHMARKS = {
     "upload": "bench.upload",
     "memory": "bench.memory",
     "scale": "bench.scale",
+    "purge": "bench.purge",
+    "tenants": "bench.tenants",
     "contention": "bench.contention",
 }
 
