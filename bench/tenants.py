@@ -61,7 +61,15 @@ def drive(base_url: str, tokens: list[str], run_seconds: float, body: bytes) -> 
         done = 0
         try:
             path = session_path(*new_document())
-            session_id = create_session(conn, token, path, SEGMENTS * SEGMENT)["id"]
+            for attempt in range(10):  # a cold host through the proxy may answer 503 at first
+                try:
+                    session_id = create_session(conn, token, path, SEGMENTS * SEGMENT)["id"]
+                    break
+                except RuntimeError:
+                    if attempt == 9:
+                        ready.abort()
+                        raise
+                    time.sleep(1)
             ready.wait(60)
             start = 0
             while time.perf_counter() < deadline[0] and start < SEGMENTS * SEGMENT:
