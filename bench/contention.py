@@ -377,9 +377,7 @@ def purge_operations(proxy: ProxyProcess, expected: int) -> dict[str, float]:
 
     storage = AzureStorage(StorageSettings(connection_string=proxy.connection_string))
     later = datetime.now(UTC) + timedelta(days=3)
-    service = UploadSessionService(
-        storage, ttl_seconds=86400, max_document_bytes=1 << 30, clock=lambda: later
-    )
+    service = UploadSessionService(storage, ttl_seconds=86400, clock=lambda: later)
     report = service.purge()
     ops = _delta(proxy)
     if report.sessions != expected:

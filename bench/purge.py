@@ -78,9 +78,7 @@ def seed(storage: AzureStorage, count: int, expires: datetime) -> float:
 def measure(proxy: ProxyProcess, now: datetime) -> tuple[int, float, int, dict[str, int]]:
     """One purge through the proxy: (storage operations, seconds, sessions purged, by kind)."""
     storage = AzureStorage(StorageSettings(connection_string=proxy.connection_string))
-    service = UploadSessionService(
-        storage, ttl_seconds=86400, max_document_bytes=1 << 30, clock=lambda: now
-    )
+    service = UploadSessionService(storage, ttl_seconds=86400, clock=lambda: now)
     proxy.reset()
     began = time.perf_counter()
     report = service.purge()

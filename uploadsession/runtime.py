@@ -44,7 +44,6 @@ def build_runtime(settings: Settings) -> Runtime:
     service = UploadSessionService(
         AzureStorage(settings.storage),
         ttl_seconds=settings.session_ttl_seconds,
-        max_document_bytes=settings.max_document_bytes,
     )
     return Runtime(settings, validator, service)
 

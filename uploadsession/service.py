@@ -57,7 +57,7 @@ from uploadsession.models import (
     format_checksum,
     render,
 )
-from uploadsession.ports import Storage
+from uploadsession.ports import Storage, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +107,12 @@ class UploadSessionService:
         store: Storage,
         *,
         ttl_seconds: int,
-        max_document_bytes: int,
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], None] = time.sleep,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self.store = store
         self.ttl = timedelta(seconds=ttl_seconds)
-        self.max_document_bytes = max_document_bytes
         self._clock = clock
         self._sleep = sleep
         self._new_id = new_id
@@ -411,6 +409,19 @@ class UploadSessionService:
             telemetry.count(telemetry.SESSIONS_CANCELLED)
             return
         raise ServiceUnavailable("The session is busy; try again", retry_after=1)
+
+    # -- operator ------------------------------------------------------------------------
+
+    def subscription(self, tenant_id: str) -> Subscription | None:
+        """The tenant's recorded Universal Print subscription (operator use: no principal)."""
+        return self.store.get_subscription(tenant_id)
+
+    def set_subscription(self, tenant_id: str, *, active: bool) -> Subscription:
+        """Activate or suspend a tenant. This process forgets a cached active state at once;
+        other processes trust theirs for up to ``SUBSCRIPTION_CACHE_SECONDS``."""
+        subscription = self.store.put_subscription(tenant_id, active)
+        self._active_tenants.pop(tenant_id, None)
+        return subscription
 
     def purge(self, *, page_size: int = 100) -> PurgeReport:
         """Finish expired sessions: commit complete ones, discard incomplete ones (only after

@@ -87,9 +87,7 @@ def purger(proxy: FaultProxy, hours: int = 48) -> UploadSessionService:
 
     storage = AzureStorage(StorageSettings(connection_string=proxy.connection_string(AZURITE_KEY)))
     later = datetime.now(UTC) + timedelta(hours=hours)
-    return UploadSessionService(
-        storage, ttl_seconds=3600, max_document_bytes=1 << 30, clock=lambda: later
-    )
+    return UploadSessionService(storage, ttl_seconds=3600, clock=lambda: later)
 
 
 # (role, method, predicate, action, times): the commit's Put Block List

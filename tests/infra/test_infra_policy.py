@@ -22,16 +22,20 @@ BUILT_IN_ROLES = {
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
 }
 
-CONFIG = REPO / "uploadsession" / "config.py"
+# The settings are read in config.py and declared as pydantic fields in settings.py.
+CONFIG_FILES = (REPO / "uploadsession" / "config.py", REPO / "uploadsession" / "settings.py")
 ENV_VAR_NAME = re.compile(r"^[A-Z][A-Z0-9_]*(__[A-Za-z]+)?$")
 PUBLIC_CLOUD_LOGIN_ENDPOINT = "https://login.microsoftonline.com/"
 
 
-# ---- uploadsession/config.py, read without importing it ----
+# ---- uploadsession/config.py and settings.py, read without importing them ----
 
 
 def _config_tree() -> ast.Module:
-    return ast.parse(CONFIG.read_text(encoding="utf-8"))
+    body: list[ast.stmt] = []
+    for path in CONFIG_FILES:
+        body += ast.parse(path.read_text(encoding="utf-8")).body
+    return ast.Module(body=body, type_ignores=[])
 
 
 def _config_constants() -> dict[str, Any]:
@@ -41,9 +45,10 @@ def _config_constants() -> dict[str, Any]:
             isinstance(node, ast.Assign)
             and len(node.targets) == 1
             and isinstance(node.targets[0], ast.Name)
-            and isinstance(node.value, ast.Constant)
         ):
-            constants[node.targets[0].id] = node.value.value
+            value = _evaluate(node.value, constants)  # constants and f-strings of them
+            if value is not None:
+                constants[node.targets[0].id] = value
     return constants
 
 
@@ -66,12 +71,13 @@ def _evaluate(node: ast.expr, constants: dict[str, Any]) -> Any:
 
 
 def settings_config_reads() -> set[str]:
-    """Every environment variable name config.py passes to a call (env.get, _int, _uri...)."""
+    """Every environment variable name the settings pass to a call (env.get, a pydantic
+    ``Field(validation_alias=...)``...)."""
     constants = _config_constants()
     names = set()
     for node in ast.walk(_config_tree()):
         if isinstance(node, ast.Call):
-            for argument in node.args:
+            for argument in [*node.args, *(k.value for k in node.keywords)]:
                 value = _evaluate(argument, constants)
                 if isinstance(value, str) and ENV_VAR_NAME.match(value):
                     names.add(value)
@@ -79,13 +85,16 @@ def settings_config_reads() -> set[str]:
 
 
 def integer_defaults_in_config() -> dict[str, int]:
-    """``_int(env, NAME, DEFAULT, ...)`` calls: NAME → DEFAULT."""
+    """Integer fields ``Field(DEFAULT, validation_alias=NAME, ...)``: NAME → DEFAULT."""
     constants = _config_constants()
     defaults = {}
     for node in ast.walk(_config_tree()):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_int":
-            name, default = (_evaluate(arg, constants) for arg in node.args[1:3])
-            defaults[name] = default
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Field" and node.args:
+            default = _evaluate(node.args[0], constants)
+            alias = next((k.value for k in node.keywords if k.arg == "validation_alias"), None)
+            name = None if alias is None else _evaluate(alias, constants)
+            if isinstance(default, int) and not isinstance(default, bool) and name:
+                defaults[name] = default
     return defaults
 
 

@@ -61,7 +61,7 @@ def make_session(key: DocumentKey, size: int = 100, **changes: Any) -> Session:
 
 
 def service_on(store: Any, ttl: int = 3600) -> UploadSessionService:
-    return UploadSessionService(store, ttl_seconds=ttl, max_document_bytes=1 << 30)
+    return UploadSessionService(store, ttl_seconds=ttl)
 
 
 def segment_upload(data: bytes, start: int, end: int, size: int) -> SegmentUpload:
@@ -273,9 +273,7 @@ def test_purge_removes_expired_staged_bytes_and_keeps_committed_documents(
 ) -> None:
     storage.put_subscription(TENANT, active=True)
     clock = [datetime.now(UTC)]
-    service = UploadSessionService(
-        storage, ttl_seconds=60, max_document_bytes=1 << 20, clock=lambda: clock[0]
-    )
+    service = UploadSessionService(storage, ttl_seconds=60, clock=lambda: clock[0])
     principal = user()
     incomplete, complete = new_key(), new_key()
     data = random.randbytes(100)

@@ -80,7 +80,6 @@ def api(signing_key: rsa.RSAPrivateKey, settings: Settings) -> Iterator[Api]:
     service = UploadSessionService(
         store,
         ttl_seconds=settings.session_ttl_seconds,
-        max_document_bytes=settings.max_document_bytes,
         sleep=lambda _: None,
     )
     validator = TokenValidator(settings.auth_audiences, StaticKeys(build_jwks((signing_key, KID))))

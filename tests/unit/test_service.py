@@ -97,9 +97,7 @@ def clock() -> Clock:
 def make_service(
     store: InMemoryStorage, clock: Clock, sleep: Callable[[float], None] = lambda _: None
 ) -> UploadSessionService:
-    return UploadSessionService(
-        store, ttl_seconds=TTL, max_document_bytes=MAX, clock=clock, sleep=sleep
-    )
+    return UploadSessionService(store, ttl_seconds=TTL, clock=clock, sleep=sleep)
 
 
 @pytest.fixture
@@ -957,3 +955,16 @@ def test_an_identical_retry_carrying_the_etag_its_first_attempt_changed_is_accep
     assert snapshot(store) == before  # nothing rewritten
     with pytest.raises(PreconditionFailed):
         upload(service, data, 50, 99, if_match=(etag,))  # a new segment with a stale ETag
+
+
+def test_suspending_through_the_service_takes_effect_at_once_in_that_process(
+    service: UploadSessionService,
+) -> None:
+    service.get(ALICE_RW, service.create(ALICE_RW, KEY, request()).key)  # active state cached
+    suspended = service.set_subscription(TENANT, active=False)
+    assert not suspended.active
+    assert service.subscription(TENANT) == suspended
+    with pytest.raises(AccessDenied, match="subscription"):
+        service.get(ALICE_RW, KEY)
+    service.set_subscription(TENANT, active=True)
+    assert service.get(ALICE_RW, KEY).key == KEY

@@ -106,9 +106,7 @@ def api(azurite: Azurite) -> Iterator[Api]:
     )
     store = unique_storage(azurite)
     store.put_subscription(TENANT, True)
-    service = UploadSessionService(
-        store, ttl_seconds=3600, max_document_bytes=1 << 20, sleep=lambda _: None
-    )
+    service = UploadSessionService(store, ttl_seconds=3600, sleep=lambda _: None)
     validator = TokenValidator(settings.auth_audiences, StaticKeys(build_jwks((key, KID))))
     set_runtime(Runtime(settings, validator, service))
     yield Api(key)

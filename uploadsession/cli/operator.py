@@ -1,5 +1,5 @@
-"""The operator's commands: ``subscription``, ``dev-token`` and ``purge``. They act on the
-service's storage directly from the settings of DESIGN §5 in the environment (no HTTP)."""
+"""The operator's commands: ``subscription``, ``dev-token`` and ``purge``. They drive the
+service over the storage named by the settings of DESIGN §5 in the environment (no HTTP)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING, Any
 from uploadsession.cli.exits import EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
-    from uploadsession.store import AzureStorage
+    from uploadsession.service import UploadSessionService
 
 
-def _storage() -> AzureStorage:
+def _service() -> UploadSessionService:
+    """The service over the configured storage; operator commands need no TTL of their own."""
     from uploadsession.config import storage_settings
+    from uploadsession.service import UploadSessionService
     from uploadsession.store import AzureStorage
 
-    return AzureStorage(storage_settings())
+    return UploadSessionService(AzureStorage(storage_settings()), ttl_seconds=1)
 
 
 def cmd_subscription(args: argparse.Namespace) -> int:
@@ -30,15 +32,15 @@ def cmd_subscription(args: argparse.Namespace) -> int:
         print(f"error: tenant id must be a GUID, got {args.tenant!r}", file=sys.stderr)
         return EXIT_USAGE
     tenant = args.tenant.lower()
-    store = _storage()
+    service = _service()
     if args.action == "show":
-        sub = store.get_subscription(tenant)
+        sub = service.subscription(tenant)
         state = "none" if sub is None else ("active" if sub.active else "suspended")
         record = {"tenantId": tenant, "state": state}
         if sub is not None:
             record["updated"] = sub.updated.isoformat()
     else:
-        sub = store.put_subscription(tenant, active=args.action == "activate")
+        sub = service.set_subscription(tenant, active=args.action == "activate")
         record = {"tenantId": tenant, "state": "active" if sub.active else "suspended"}
     print(json.dumps(record))
     if args.action == "suspend":
@@ -67,10 +69,7 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from uploadsession.service import UploadSessionService
-
-    service = UploadSessionService(_storage(), ttl_seconds=1, max_document_bytes=1)
-    report = service.purge()
+    report = _service().purge()
     print(json.dumps({"sessions": report.sessions, "stagedDiscarded": report.staged_discarded}))
     return EXIT_OK
 
