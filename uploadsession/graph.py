@@ -127,11 +127,11 @@ class GraphProtocol:
     def create(self, principal: Principal, key: DocumentKey, request: CreateRequest) -> Issued:
         """The legacy create (same rules, same idempotency), then the session's token: the
         same on every idempotent repeat; its hash recorded once."""
-        from uploadsession.service import MAX_WRITE_ATTEMPTS
-
         session = self.service.create(principal, key, request)
         url_key = self.store.upload_url_key()
-        for _ in range(MAX_WRITE_ATTEMPTS):
+
+        def issue() -> Issued:
+            nonlocal session
             token = upload_token(url_key, session)
             wanted = token_hash(token)
             if session.upload_token_hash is not None and hmac.compare_digest(
@@ -142,13 +142,15 @@ class GraphProtocol:
                 saved = self.service.store.replace_session(
                     replace(session, upload_token_hash=wanted)
                 )
-                return Issued(saved, token)
             except ConcurrencyConflict:
                 fresh = self.service.store.get_session(key)
                 if fresh is None or fresh.id != session.id:
                     raise ItemNotFound("The upload session ended meanwhile") from None
                 session = fresh
-        raise ItemNotFound("The upload session is busy; try again")
+                raise
+            return Issued(saved, token)
+
+        return self.service.retry_conflicts(issue)
 
     # -- uploadUrl -----------------------------------------------------------------------
 

@@ -5,9 +5,12 @@ Upload protocol (why a 2xx means the bytes are durable, and why a crash is repai
 1. read the session (one point read) and check If-Match, size and overlap;
 2. stage the segment as a blob block whose id encodes (start, end, md5) — restaging the
    same segment rewrites the same block, so a retry is harmless;
-3. record the segment with an ETag-conditional replace; a lost race re-reads and re-checks
-   (bounded, with jitter), so parallel segments are never lost or double counted;
-4. the write that records the last missing byte commits the recorded blocks in offset
+3. record the segment: the segments of one session that arrive in parallel are recorded
+   together in one ETag-conditional replace per round (group commit,
+   :class:`~uploadsession.concurrency.SegmentRecorder`), each re-checked against the row
+   it is written into; a write lost to another process re-reads and re-applies (bounded,
+   with jitter), so parallel segments are never lost or double counted;
+4. the segment that records the last missing byte commits the recorded blocks in offset
    order and marks the session committed.
 
 A crash after 2 leaves an unrecorded block: the client's retry restages and records it. A
@@ -27,10 +30,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from urllib.parse import quote
 
 from uploadsession import telemetry
 from uploadsession.auth import Operation, Principal, authorize, sees_all
+from uploadsession.concurrency import MAX_WRITE_ATTEMPTS, SegmentRecorder, retry_on_conflict
 from uploadsession.errors import (
     AccessDenied,
     ConcurrencyConflict,
@@ -42,7 +47,6 @@ from uploadsession.errors import (
     ItemNotFound,
     MissingBlocks,
     PreconditionFailed,
-    ServiceUnavailable,
 )
 from uploadsession.models import (
     ACTIVE,
@@ -61,10 +65,12 @@ from uploadsession.ports import Storage, Subscription
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: Blob Storage commits at most 50,000 blocks; the table entity (1 MiB) holds ~37,000 segment
 #: records. 20,000 keeps a margin and still allows 1 GiB in 52 KiB segments.
 MAX_SEGMENTS = 20_000
-MAX_WRITE_ATTEMPTS = 12
+__all__ = ["MAX_SEGMENTS", "MAX_WRITE_ATTEMPTS", "UploadSessionService"]
 #: How long an observed active subscription is trusted before it is read again.
 SUBSCRIPTION_CACHE_SECONDS = 60.0
 
@@ -120,6 +126,11 @@ class UploadSessionService:
         self._lock = threading.Lock()
         #: ETag-conditional writes that lost a race and were retried (observable in tests).
         self.write_conflicts = 0
+        self.recorder = SegmentRecorder(
+            write=lambda session: self.store.replace_session(session),
+            reload=lambda key: self.store.get_session(key),
+            backoff=self._backoff,
+        )
 
     # -- access --------------------------------------------------------------------------
 
@@ -154,6 +165,12 @@ class UploadSessionService:
         session = self.store.get_session(key)
         if session is None:
             raise ItemNotFound("The upload session does not exist or has expired")
+        self._check_visible(principal, session, op, discarding=discarding)
+        return session
+
+    def _check_visible(
+        self, principal: Principal, session: Session, op: Operation, *, discarding: bool = False
+    ) -> None:
         if session.status == DISCARDING:
             if not discarding:
                 raise ItemNotFound("The upload session does not exist or has expired")
@@ -161,7 +178,6 @@ class UploadSessionService:
             raise ItemNotFound("The upload session does not exist or has expired")
         if not may_see(principal, op, session.app_id, session.user_id):
             raise ItemNotFound("The upload session does not exist or has expired")
-        return session
 
     def _backoff(self, attempt: int) -> None:
         with self._lock:
@@ -181,11 +197,17 @@ class UploadSessionService:
             session = self._commit(session)
         return session
 
+    def retry_conflicts(self, step: Callable[[], T]) -> T:
+        """The one optimistic-concurrency loop: ``step`` re-reads what it writes and raises
+        ConcurrencyConflict when its conditional write lost (bounded, then 503)."""
+        return retry_on_conflict(step, backoff=self._backoff)
+
     def create(self, principal: Principal, key: DocumentKey, request: CreateRequest) -> Session:
         """Create the document's session; the same creator repeating the same body gets the
         existing session (idempotent retry); anything else while one exists → 409."""
         self.admit(principal, Operation.WRITE)
-        for attempt in range(MAX_WRITE_ATTEMPTS):
+
+        def attempt() -> Session:
             now = self._clock()
             existing = self.store.get_session(key)
             if existing is not None and existing.status != DISCARDING and not existing.expired(now):
@@ -200,13 +222,11 @@ class UploadSessionService:
                 if existing.status == COMMITTED:
                     raise Conflict("The document has already been uploaded")
                 raise Conflict("An upload session already exists for this document")
-            if existing is not None:
-                # Expired, or a discard left unfinished: finish what it left (commit a complete
-                # one, discard an incomplete one, delete its row) before a new session starts,
-                # so no discard can ever touch the new session's bytes.
-                if self._retire(existing) is None:
-                    self._backoff(attempt)
-                continue
+            # Expired, or a discard left unfinished: finish what it left (commit a complete
+            # one, discard an incomplete one, delete its row) before a new session starts,
+            # so no discard can ever touch the new session's bytes.
+            if existing is not None and self._retire(existing) is None:
+                raise ConcurrencyConflict("the previous session changed meanwhile")
             if self.store.document_exists(key):
                 raise Conflict("The document has already been uploaded")
             session = Session(
@@ -223,27 +243,21 @@ class UploadSessionService:
             )
             try:
                 created = self.store.insert_session(session)
-                telemetry.count(telemetry.SESSIONS_CREATED)
-                return created
             except EntityExists:
-                self._backoff(attempt)
-        raise ServiceUnavailable("The session is busy; try again", retry_after=1)
+                raise ConcurrencyConflict("another create won") from None
+            telemetry.count(telemetry.SESSIONS_CREATED)
+            return created
+
+        return self.retry_conflicts(attempt)
 
     def upload(self, principal: Principal, key: DocumentKey, upload: SegmentUpload) -> UploadResult:
         """Accept one byte-range segment (see the module docstring for the protocol)."""
         self.admit(principal, Operation.WRITE)
         segment = Segment(upload.start, upload.end, upload.md5, crc=crc64nvme(upload.data))
-        staged = False
-        for attempt in range(MAX_WRITE_ATTEMPTS):
+
+        def attempt() -> UploadResult:
             session = self._load_visible(principal, key, Operation.WRITE)
-            self._check_writer(principal, session)
-            if upload.total != session.size or upload.end >= session.size:
-                raise InvalidRange(
-                    f"The range must lie within the session's {session.size} bytes",
-                    size=session.size,
-                )
-            other = session.overlapping(upload.start, upload.end)
-            if other == segment:
+            if self._with_segment(principal, session, segment, upload) is None:
                 # An identical retry (its first attempt's response was lost): 2xx with the
                 # current state even if If-Match names the ETag that attempt changed (RFC 9110
                 # §13.1.1 allows a 2xx when the requested change has already been made).
@@ -251,37 +265,60 @@ class UploadSessionService:
                 if session.complete and session.status != COMMITTED:
                     session = self._commit(session)
                 return UploadResult(session, session.complete)
-            self._check_if_match(session, upload.if_match)
-            if other is not None:
-                raise InvalidRange(
-                    f"bytes {upload.start}-{upload.end} overlap bytes already received "
-                    f"({other.start}-{other.end})",
-                    size=session.size,
-                )
-            if session.records_and_gaps(segment) > MAX_SEGMENTS:
-                # records + gaps ≤ cap holds for every session, and a segment that exactly
-                # fills a gap keeps the sum: sending missingRanges as listed always completes.
-                raise InvalidRequest(
-                    f"A session accepts at most {MAX_SEGMENTS} segments and missing ranges; "
-                    "send each missing range (missingRanges) whole"
-                )
-            if not staged:
-                self.store.stage(key, segment.block_id, upload.data)
-                staged = True
-            updated = session.with_segment(segment, expires=self._clock() + self.ttl)
-            if updated.complete and session.checksum is not None:
-                self._check_checksum(updated, session.checksum)
-            try:
-                saved = self.store.replace_session(updated)
-            except ConcurrencyConflict:
-                self._backoff(attempt)
-                continue
-            telemetry.count(telemetry.SEGMENTS_ACCEPTED)
-            telemetry.count(telemetry.BYTES_ACCEPTED, len(upload.data))
-            if saved.complete:
+            self.store.stage(key, segment.block_id, upload.data)
+            changed = False
+
+            def apply(state: Session) -> Session | None:
+                nonlocal changed
+                if state.id != session.id:  # replaced meanwhile: stage again for the new one
+                    raise ConcurrencyConflict("the session was replaced")
+                self._check_visible(principal, state, Operation.WRITE)
+                updated = self._with_segment(principal, state, segment, upload)
+                changed = updated is not None
+                return updated
+
+            saved = self.recorder.record(key, session, apply)
+            if changed:
+                telemetry.count(telemetry.SEGMENTS_ACCEPTED)
+                telemetry.count(telemetry.BYTES_ACCEPTED, len(upload.data))
+            if saved.complete and saved.status != COMMITTED:
                 saved = self._commit(saved)
             return UploadResult(saved, saved.complete)
-        raise ServiceUnavailable("The session is busy; try again", retry_after=1)
+
+        return self.retry_conflicts(attempt)
+
+    def _with_segment(
+        self, principal: Principal, session: Session, segment: Segment, upload: SegmentUpload
+    ) -> Session | None:
+        """``session`` with ``segment`` recorded, None for an identical retry, or the refusal:
+        not the writer, out of range, If-Match, overlap, the cap, a checksum mismatch."""
+        self._check_writer(principal, session)
+        if upload.total != session.size or upload.end >= session.size:
+            raise InvalidRange(
+                f"The range must lie within the session's {session.size} bytes",
+                size=session.size,
+            )
+        other = session.overlapping(upload.start, upload.end)
+        if other == segment:
+            return None
+        self._check_if_match(session, upload.if_match)
+        if other is not None:
+            raise InvalidRange(
+                f"bytes {upload.start}-{upload.end} overlap bytes already received "
+                f"({other.start}-{other.end})",
+                size=session.size,
+            )
+        if session.records_and_gaps(segment) > MAX_SEGMENTS:
+            # records + gaps ≤ cap holds for every session, and a segment that exactly
+            # fills a gap keeps the sum: sending missingRanges as listed always completes.
+            raise InvalidRequest(
+                f"A session accepts at most {MAX_SEGMENTS} segments and missing ranges; "
+                "send each missing range (missingRanges) whole"
+            )
+        updated = session.with_segment(segment, expires=self._clock() + self.ttl)
+        if updated.complete and session.checksum is not None:
+            self._check_checksum(updated, session.checksum)
+        return updated
 
     @staticmethod
     def _check_checksum(session: Session, declared: int) -> None:
@@ -328,6 +365,7 @@ class UploadSessionService:
         combined = session.combined_checksum()
         if combined is not None:
             metadata["crc64nvme"] = f"{combined:016x}"
+        self.recorder.forget(session.key)
         try:
             self.store.commit(  # If-None-Match: *; our own earlier commit counts as success
                 session.key,
@@ -340,34 +378,43 @@ class UploadSessionService:
             return self._forget_unstaged(session)
         except ForeignDocument:
             raise Conflict("The document has already been uploaded") from None
-        for attempt in range(MAX_WRITE_ATTEMPTS):
-            if session.status == COMMITTED:
-                return session
+        current = session
+
+        def mark() -> Session:
+            nonlocal current
+            if current.status == COMMITTED:
+                return current
             try:
-                committed = self.store.replace_session(replace(session, status=COMMITTED))
-                telemetry.count(telemetry.SESSIONS_COMPLETED)
-                return committed
+                committed = self.store.replace_session(replace(current, status=COMMITTED))
             except ConcurrencyConflict:
-                self._backoff(attempt)
-                fresh = self.store.get_session(session.key)
-                if fresh is None or fresh.id != session.id:
-                    return replace(session, status=COMMITTED)  # removed meanwhile
-                session = fresh
-        raise ServiceUnavailable("The session is busy; try again", retry_after=1)
+                fresh = self.store.get_session(current.key)
+                if fresh is None or fresh.id != current.id:
+                    return replace(current, status=COMMITTED)  # removed meanwhile
+                current = fresh
+                raise
+            telemetry.count(telemetry.SESSIONS_COMPLETED)
+            return committed
+
+        return self.retry_conflicts(mark)
 
     def _forget_unstaged(self, session: Session) -> Session:
+        self.recorder.forget(session.key)
         present = self.store.staged_block_ids(session.key)
-        for attempt in range(MAX_WRITE_ATTEMPTS):
-            kept = tuple(s for s in session.segments if s.block_id in present)
+        current = session
+
+        def forget() -> Session:
+            nonlocal current
+            kept = tuple(s for s in current.segments if s.block_id in present)
             try:
-                return self.store.replace_session(replace(session, segments=kept))
+                return self.store.replace_session(replace(current, segments=kept))
             except ConcurrencyConflict:
-                self._backoff(attempt)
-                fresh = self.store.get_session(session.key)
-                if fresh is None or fresh.id != session.id or fresh.status != ACTIVE:
+                fresh = self.store.get_session(current.key)
+                if fresh is None or fresh.id != current.id or fresh.status != ACTIVE:
                     raise ItemNotFound("The upload session was deleted") from None
-                session = fresh
-        raise ServiceUnavailable("The session is busy; try again", retry_after=1)
+                current = fresh
+                raise
+
+        return self.retry_conflicts(forget)
 
     def _retire(self, session: Session) -> str | None:
         """Finish a cancelled or expired session and delete its row (docs/architecture.md
@@ -377,6 +424,7 @@ class UploadSessionService:
         DELETE retry, the purge, a PUT — finishes it. Returns what was done (``committed``,
         ``discarded``, ``removed``), or None when another writer changed the row first."""
         outcome = "removed"
+        self.recorder.forget(session.key)
         try:
             if session.status == ACTIVE and session.complete:
                 session = self._commit(session)  # may un-record lost blocks: incomplete again
@@ -399,16 +447,16 @@ class UploadSessionService:
         complete one is committed and kept (a response may already have said complete); a
         DELETE retried after a failure in the middle finishes the discard (204)."""
         self.admit(principal, Operation.WRITE)
-        for attempt in range(MAX_WRITE_ATTEMPTS):
+
+        def attempt() -> None:
             session = self._load_visible(principal, key, Operation.WRITE, discarding=True)
             if not self._is_creator(principal, session):
                 raise AccessDenied("Only the creator of an upload session can delete it")
             if self._retire(session) is None:
-                self._backoff(attempt)
-                continue
-            telemetry.count(telemetry.SESSIONS_CANCELLED)
-            return
-        raise ServiceUnavailable("The session is busy; try again", retry_after=1)
+                raise ConcurrencyConflict("the session changed meanwhile")
+
+        self.retry_conflicts(attempt)
+        telemetry.count(telemetry.SESSIONS_CANCELLED)
 
     # -- operator ------------------------------------------------------------------------
 
