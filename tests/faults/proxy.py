@@ -1,7 +1,8 @@
 """A fault-injecting HTTP proxy between the app and Azurite (one request per connection).
 
-Each rule matches a storage request by method, port role (``blob`` / ``table``) and a
-predicate on the request line and body, and does one thing to it, ``times`` times:
+Each rule matches a storage request by method (``"PUT|PATCH"``: any of them), port role
+(``blob`` / ``table``) and a predicate on the request line and body, lets the first ``skip``
+matching requests pass, and does one thing to the next ``times`` ones:
 
 - ``fail500`` / ``fail503``: answer for storage without forwarding (nothing happened);
 - ``drop``: close the connection without forwarding (nothing happened, the caller waits in vain
@@ -31,6 +32,8 @@ class Rule:
     times: int = 1
     then: Callable[[], None] | None = None
     hits: int = 0
+    skip: int = 0  # matching requests let pass before the first fault
+    seen: int = 0
 
 
 @dataclass
@@ -100,9 +103,12 @@ class FaultProxy:
                 if (
                     rule.hits < rule.times
                     and rule.role == role
-                    and rule.method == method
+                    and method in rule.method.split("|")
                     and rule.match(method, target, body)
                 ):
+                    if rule.seen < rule.skip:
+                        rule.seen += 1
+                        continue
                     rule.hits += 1
                     return rule
         return None
