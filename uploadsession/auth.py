@@ -14,7 +14,8 @@ validation; the times, issuer and claims are checked on every call. See bench/ (
 
 :func:`authorize` applies the permission table and raises
 :class:`~uploadsession.errors.InsufficientScope` (403) naming the acceptable permissions;
-:func:`sees_all` says whether the caller may see sessions other users created.
+:func:`sees_all` says whether the caller may see sessions other users created, and
+:func:`writes_all` whether it may upload to them.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ _PRINTER_PERMISSIONS: tuple[tuple[str, ...], tuple[str, ...]] = (
     ("Printer.Read.All", "Printer.ReadWrite.All"),
 )
 _SEE_ALL_DELEGATED = frozenset({"PrintJob.Read.All", "PrintJob.ReadWrite.All"})
+_WRITE_ALL_DELEGATED = frozenset({"PrintJob.ReadWrite.All"})
 
 
 def authorize(principal: Principal, operation: Operation) -> None:
@@ -112,6 +114,15 @@ def sees_all(principal: Principal, operation: Operation) -> bool:
     if not principal.delegated:
         return True
     return not principal.permissions.isdisjoint(_SEE_ALL_DELEGATED)
+
+
+def writes_all(principal: Principal) -> bool:
+    """True if the caller may upload to every session of its tenant, not only those it
+    created: an application, or a user with ``PrintJob.ReadWrite.All`` (``Read.All`` lets a
+    user see others' sessions, not write to them)."""
+    if not principal.delegated:
+        return True
+    return not principal.permissions.isdisjoint(_WRITE_ALL_DELEGATED)
 
 
 class TokenValidator:

@@ -34,7 +34,7 @@ from typing import TypeVar
 from urllib.parse import quote
 
 from uploadsession import telemetry
-from uploadsession.auth import Operation, Principal, authorize, sees_all
+from uploadsession.auth import Operation, Principal, authorize, sees_all, writes_all
 from uploadsession.concurrency import MAX_WRITE_ATTEMPTS, SegmentRecorder, retry_on_conflict
 from uploadsession.errors import (
     AccessDenied,
@@ -333,8 +333,7 @@ class UploadSessionService:
             )
 
     def _check_writer(self, principal: Principal, session: Session) -> None:
-        writes_all = not principal.delegated or "PrintJob.ReadWrite.All" in principal.permissions
-        if not (writes_all or self._is_creator(principal, session)):
+        if not (writes_all(principal) or self._is_creator(principal, session)):
             raise AccessDenied("Only the creator of this upload session can upload to it")
 
     @staticmethod

@@ -36,6 +36,7 @@ from uploadsession.auth import (
     TokenValidator,
     authorize,
     sees_all,
+    writes_all,
 )
 from uploadsession.errors import AccessDenied, ApiError, InsufficientScope, InvalidToken
 
@@ -675,3 +676,10 @@ def test_sees_all_for_applications_and_dot_all_delegates_only(operation: Operati
     assert sees_all(principal(True, "PrintJob.ReadWrite.All", "Printer.Read.All"), operation)
     assert not sees_all(principal(True, "PrintJob.ReadWrite", "Printer.Read.All"), operation)
     assert not sees_all(principal(True, "PrintJob.Read", "Printer.FullControl.All"), operation)
+
+
+def test_writes_all_for_applications_and_readwrite_all_delegates_only() -> None:
+    assert writes_all(principal(False, "PrintJob.ReadWrite.All", "Printer.Read.All"))
+    assert writes_all(principal(True, "PrintJob.ReadWrite.All", "Printer.Read.All"))
+    assert not writes_all(principal(True, "PrintJob.ReadWrite", "PrintJob.Read.All"))
+    assert not writes_all(principal(True, "PrintJob.ReadWrite", "Printer.Read.All"))
