@@ -891,14 +891,14 @@ class DevHost:
         thread.start()
 
     def serve_forever(self) -> None:
-        """Print the function list and serve until :meth:`shutdown` or Ctrl-C."""
+        """Print the function list and serve until :meth:`shutdown` or Ctrl-C; the
+        ``KeyboardInterrupt`` of a Ctrl-C propagates once the host is closed (the CLI turns it
+        into exit status 130)."""
         self._begin()
         if self._log is not None:
             self._write(self.banner() + f"\nListening on {self.url} (Ctrl-C to stop)\n")
         try:
             self._server.serve_forever(poll_interval=0.25)
-        except KeyboardInterrupt:
-            pass
         finally:
             self._close()
 
