@@ -6,9 +6,6 @@ envelope, the request record — which never carries the URL, so never the uploa
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
@@ -29,6 +26,7 @@ from uploadsession.graph import (
 from uploadsession.http import (
     _CONTENT_RANGE,
     DOCUMENT_ROUTE,
+    _digests,
     _principal_and_key,
     _respond,
     _tags,
@@ -145,17 +143,9 @@ def parse_range_put(req: func.HttpRequest, max_segment_bytes: int) -> SegmentUpl
         raise InvalidRequest(
             f"The body has {len(data)} bytes but Content-Range names {end - start + 1}"
         )
-    md5 = hashlib.md5(data, usedforsecurity=False).digest()
-    claimed = headers.get("Content-MD5")
-    if claimed is not None:
-        try:
-            expected = base64.b64decode(claimed.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest("Content-MD5 must be the base64 MD5 of the body") from None
-        if expected != md5:
-            raise InvalidRequest("Content-MD5 does not match the body; nothing was stored")
+    md5, checksum = _digests(headers, data)
     if_match = _tags(headers.get("If-Match")) or ("*",)
-    return SegmentUpload(start, end, total, data, md5, if_match)
+    return SegmentUpload(start, end, total, data, md5, if_match, checksum)
 
 
 def _put_range(req: func.HttpRequest) -> func.HttpResponse:

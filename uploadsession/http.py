@@ -3,7 +3,8 @@
 Every response carries ``request-id`` and ``client-request-id``; every error is Graph's
 envelope (see ``errors.py`` for the status/code table). Header parsing order for an upload:
 Content-Type (415) → body size (413) → If-Match present (428) → Content-Range (400) →
-body length (400) → Content-MD5 (400) → then the service (404, 412, 416, 2xx).
+body length (400) → Content-MD5 (400) → Upload-Checksum syntax (400) → then the service
+(404, 412, 416, 2xx).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -33,7 +34,7 @@ from uploadsession.errors import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
-from uploadsession.models import CreateRequest, DocumentKey, SegmentUpload, render
+from uploadsession.models import CreateRequest, DocumentKey, SegmentUpload, parse_checksum, render
 from uploadsession.runtime import Runtime, get_runtime
 
 if TYPE_CHECKING:
@@ -241,6 +242,18 @@ def parse_segment(req: func.HttpRequest, max_segment_bytes: int) -> SegmentUploa
         raise InvalidRequest(
             f"The body has {len(data)} bytes but Content-Range names {end - start + 1}"
         )
+    md5, checksum = _digests(headers, data)
+    return SegmentUpload(start, end, total, data, md5, if_match, checksum)
+
+
+#: The whole document's CRC-64/NVME, declared on the request that completes it
+#: (``crc64nvme:<16 hex>``; docs/architecture.md "Whole-document checksum").
+UPLOAD_CHECKSUM = "Upload-Checksum"
+
+
+def _digests(headers: Mapping[str, str], data: bytes) -> tuple[bytes, int | None]:
+    """The body's MD5 (checked against ``Content-MD5`` when sent) and the document checksum
+    ``Upload-Checksum`` declares (None when absent); 400 for a malformed or wrong one."""
     md5 = hashlib.md5(data, usedforsecurity=False).digest()
     claimed = headers.get("Content-MD5")
     if claimed is not None:
@@ -250,7 +263,9 @@ def parse_segment(req: func.HttpRequest, max_segment_bytes: int) -> SegmentUploa
             raise InvalidRequest("Content-MD5 must be the base64 MD5 of the body") from None
         if expected != md5:
             raise InvalidRequest("Content-MD5 does not match the body; nothing was stored")
-    return SegmentUpload(start, end, total, data, md5, if_match)
+    declared = headers.get(UPLOAD_CHECKSUM)
+    checksum = None if declared is None else parse_checksum(declared.strip(), UPLOAD_CHECKSUM)
+    return md5, checksum
 
 
 def _post(req: func.HttpRequest) -> func.HttpResponse:

@@ -126,6 +126,9 @@ class SegmentUpload:
     data: bytes | memoryview
     md5: bytes
     if_match: tuple[str, ...]
+    #: The whole document's CRC-64/NVME declared by ``Upload-Checksum`` (None: not declared);
+    #: checked if this segment completes the document.
+    checksum: int | None = None
 
 
 @dataclass(frozen=True)

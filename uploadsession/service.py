@@ -316,8 +316,11 @@ class UploadSessionService:
                 "send each missing range (missingRanges) whole"
             )
         updated = session.with_segment(segment, expires=self._clock() + self.ttl)
-        if updated.complete and session.checksum is not None:
-            self._check_checksum(updated, session.checksum)
+        if updated.complete:
+            # declared at creation, or by Upload-Checksum on the request that completes it
+            for declared in (session.checksum, upload.checksum):
+                if declared is not None:
+                    self._check_checksum(updated, declared)
         return updated
 
     @staticmethod

@@ -237,6 +237,7 @@ def test_the_documented_headers_of_each_operation(document: dict[str, Any]) -> N
         "Content-Range",
         "If-Match",
         "Content-MD5",
+        "Upload-Checksum",
         "client-request-id",
     }
     assert header_names("get", SESSION_PATH) == {"If-None-Match", "client-request-id"}
