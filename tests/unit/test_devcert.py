@@ -39,7 +39,7 @@ def test_devhost_serves_tls_verified_against_the_dev_certificate(
 ) -> None:
     cert_path, key_path = ensure_devcert(tmp_path)
     host = DevHost(
-        single_route_app("docs/{name?}"),
+        single_route_app("docs/{name}"),
         port=0,
         log=None,
         ssl_context=server_context(cert_path, key_path),

@@ -289,13 +289,11 @@ def test_204_has_no_body_and_no_content_length(host: DevHost) -> None:
 # --- refusals ------------------------------------------------------------------------------
 
 
-def test_unknown_path_is_404_with_graph_envelope(client: httpx.Client) -> None:
+def test_unknown_path_is_an_empty_404_as_the_functions_host_answers(client: httpx.Client) -> None:
     response = client.get("/beta/nothing/here", headers={"client-request-id": "c-1"})
 
     assert response.status_code == 404
-    assert error_code(response) == "itemNotFound"
-    assert response.json()["error"]["innerError"]["client-request-id"] == "c-1"
-    assert response.headers["client-request-id"] == "c-1"
+    assert response.content == b""
     assert client.get("/items/abc").status_code == 404  # the prefix is required
 
 
@@ -304,16 +302,16 @@ def test_known_path_with_wrong_method_is_405_with_allow(client: httpx.Client) ->
 
     assert response.status_code == 405
     assert set(response.headers["allow"].split(", ")) == {"GET", "PUT", "DELETE"}
-    assert "error" in response.json()
+    assert response.content == b""
 
 
-def test_function_exception_is_a_500_envelope_without_the_traceback(
+def test_function_exception_is_an_empty_500_and_the_traceback_goes_to_the_log(
     client: httpx.Client, log: io.StringIO
 ) -> None:
     response = client.get("/beta/boom")
 
     assert response.status_code == 500
-    assert error_code(response) == "generalException"
+    assert response.content == b""
     assert "secret-internal-detail" not in response.text
     assert "Traceback" not in response.text
     assert "secret-internal-detail" in log.getvalue()
@@ -332,8 +330,8 @@ def test_body_over_the_limit_is_413_without_reading_it(host: DevHost) -> None:
     answer = raw_exchange(host, request)
 
     assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"100 Continue" not in answer
     assert b"Connection: close" in answer
-    assert b'"invalidRequest"' in answer
 
 
 def test_chunked_body_over_the_limit_is_413(client: httpx.Client) -> None:
@@ -344,7 +342,6 @@ def test_chunked_body_over_the_limit_is_413(client: httpx.Client) -> None:
     response = client.put("/beta/items/a", content=chunks())
 
     assert response.status_code == 413
-    assert error_code(response) == "invalidRequest"
 
 
 def test_malformed_content_length_is_400(host: DevHost) -> None:
@@ -353,7 +350,6 @@ def test_malformed_content_length_is_400(host: DevHost) -> None:
     )
 
     assert answer.startswith(b"HTTP/1.1 400 ")
-    assert b"malformed Content-Length" in answer
 
 
 def test_chunked_request_body_is_reassembled(client: httpx.Client) -> None:
@@ -490,22 +486,8 @@ def single_route_app(route: str) -> func.FunctionApp:
     return app
 
 
-def test_optional_catch_all_and_constrained_parameters() -> None:
-    def get(host: DevHost, path: str) -> httpx.Response:
-        return httpx.get(host.url + path, timeout=5)
-
-    with DevHost(single_route_app("files/{id:int}/{*rest}"), port=0, log=None) as files:
-        assert get(files, "/api/files/7/a/b%2Fc.txt").json() == {"id": "7", "rest": "a/b/c.txt"}
-        assert get(files, "/api/files/7").json() == {"id": "7"}
-        assert get(files, "/api/files/x/a").status_code == 404
-    with DevHost(single_route_app("docs/{name?}"), port=0, log=None) as docs:
-        assert get(docs, "/api/docs").json() == {}
-        assert get(docs, "/api/docs/readme").json() == {"name": "readme"}
-        assert get(docs, "/api/docs/readme/more").status_code == 404
-
-
 @pytest.mark.parametrize(
-    "route", ["items/x{id}", "items/{id:regex(^a$)}", "{*rest}/items", "{a?}/items"]
+    "route", ["items/x{id}", "items/{id:int}", "files/{*rest}", "docs/{name?}", "{a}/{A}"]
 )
 def test_unsupported_route_templates_are_refused_when_the_host_is_built(route: str) -> None:
     with pytest.raises(ValueError, match="route"):

@@ -6,18 +6,22 @@ The command's body belongs to the dev host's work; this module only gives it a n
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 from typing import Any
 
-from uploadsession.cli.exits import EXIT_OK
+from uploadsession.cli.exits import EXIT_FAILED, EXIT_OK
+
+#: Room above the largest segment for a request's own framing (chunk sizes) and small bodies.
+BODY_SLACK_BYTES = 1024 * 1024
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from uploadsession.config import get_settings
     from uploadsession.dev.host import DevHost, load_app, load_route_prefix
 
-    get_settings()  # fail fast, naming the setting, before listening
+    settings = get_settings()  # fail fast, naming the setting, before listening
     app_dir = Path(args.app_dir).resolve()
     app = load_app("function_app", app_dir)
     ssl_context = None
@@ -33,14 +37,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    host = DevHost(
-        app,
-        host=args.host,
-        port=args.port,
-        route_prefix=load_route_prefix(app_dir / "host.json"),
-        run_timers=not args.no_timers,
-        ssl_context=ssl_context,
-    )
+    try:
+        host = DevHost(
+            app,
+            host=args.host,
+            port=args.port,
+            route_prefix=load_route_prefix(app_dir / "host.json"),
+            # The largest legitimate request is one segment; anything larger is refused
+            # (413) from its Content-Length, before its body is read.
+            max_body_bytes=settings.max_segment_bytes + BODY_SLACK_BYTES,
+            run_timers=not args.no_timers,
+            ssl_context=ssl_context,
+        )
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        print(
+            f"error: port {args.port} on {args.host} is already in use (another "
+            "`uploadsession serve` or `make run`?); choose another with --port N "
+            "(make run: PORT=N make run)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     host.serve_forever()
     return EXIT_OK
 

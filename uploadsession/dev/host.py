@@ -1,45 +1,44 @@
 """A local host for an ``azure.functions.FunctionApp``: what ``uploadsession serve`` runs.
 
 Azure Functions Core Tools (``func start``) is not always available, so this module hosts the
-app in-process with the standard library: it reads the functions the app registers
-(``app.get_functions()``), serves their HTTP triggers over HTTP/1.1 and runs their timer
+app in-process: it reads the functions the app registers (``app.get_functions()``), serves
+their HTTP triggers with **waitress** (a maintained WSGI server: HTTP/1.1 parsing, keep-alive,
+chunked bodies, ``Expect: 100-continue``) through a small WSGI adapter, and runs their timer
 triggers on schedule. It mirrors the Functions host where a client can tell the difference:
 
 - URLs are ``/{routePrefix}/{route}`` (``routePrefix`` from ``host.json``, see
-  :func:`load_route_prefix`; ``route`` defaults to the function name); literal segments match
-  case-insensitively, as in ASP.NET routing. ``{name}`` matches one non-empty path segment;
-  ``{name?}`` and ``{name=default}`` may be omitted at the end of the path; ``{*rest}`` /
-  ``{**rest}`` as the last segment takes the rest of the path; the constraints ``:int``,
-  ``:long``, ``:guid``, ``:alpha`` and ``:bool`` are checked. Other template features (other
-  constraints, several parameters or text and a parameter in one segment, ``{{`` escapes)
-  are refused with :class:`ValueError` when the host is built. When several routes match,
-  literal segments win over parameters, as in ASP.NET. A trailing ``/`` is ignored.
-- Parameter values are percent-decoded after the path is split on ``/``, so ``%2F`` stays
-  inside one value; query parameters and request headers that occur more than once are joined
-  with ``,``, as the host's ``StringValues.ToString()`` does.
-- ``methods`` default to all; a path that matches with another method answers 405 with
-  ``Allow``; an unknown path 404. Both carry Graph's error envelope (and ``request-id`` /
-  ``client-request-id``; a ``client-request-id`` is echoed only when it is 1-128 printable
-  ASCII characters), as does everything the host itself refuses: 400 for a malformed request
-  line, ``Content-Length`` or chunked body, or a transfer coding other than ``chunked`` (as
-  Kestrel), 414 for a request line over 64 KiB, 431 for a header line over 64 KiB or more than
-  100 headers, 413 for a body over ``max_body_bytes`` (the Functions
-  limit, 100 MiB, by default; refused from its ``Content-Length`` or while reading chunks,
-  never buffered whole), 500 when the function raises (the traceback goes to the log, never to
-  the client) or returns something other than a ``func.HttpResponse``, ``str`` or ``bytes``.
+  :func:`load_route_prefix`; ``route`` defaults to the function name). A template segment is
+  literal text (matched case-insensitively) or one whole ``{name}``, which matches one
+  non-empty path segment; when several routes match, literal segments win. Any other template
+  (constraints, optional or catch-all parameters) is refused with :class:`ValueError` when
+  the host is built: the app's routes use none. A trailing ``/`` is ignored. Parameter values
+  are percent-decoded after the path is split on ``/``, so ``%2F`` stays inside one value;
+  query parameters and request headers that occur more than once are joined with ``,``, as
+  the host's ``StringValues.ToString()`` does.
+- ``methods`` default to all. Host-level refusals look like the Functions host's, not like the
+  app's: no route → 404 with an empty body; a route that matches with another method → 405
+  with ``Allow`` and an empty body; a function that raises → 500 with an empty body (the
+  traceback goes to the log, never to the client). waitress itself answers malformed
+  requests (400) and bodies over ``max_body_bytes`` (413; from ``Content-Length`` before the
+  body is read, or as soon as a chunked body passes the limit).
+- Limits, so that an unauthenticated client cannot exhaust the host: the body cap
+  (``max_body_bytes``; ``uploadsession serve`` sets it to the largest segment the settings
+  allow plus 1 MiB), ``header_timeout`` (a connection with no complete request and no
+  activity for that long is closed: slow or stalled headers, idle keep-alive),
+  ``connection_limit`` open connections, ``threads`` worker threads (40: 32 parallel upload
+  streams and some to spare). Bodies over 512 KiB are spooled to a temporary file by waitress
+  while they arrive, so parallel large bodies do not grow the process.
 - Responses keep every header the function set (repeated ones too) and get ``Content-Type``
-  from ``mimetype``/``charset`` when the function set none, as the Python worker does; they
-  always carry ``Content-Length``, except 204 and 304, which never have a body.
-- Each connection has its own thread; requests on a connection are served in order
-  (keep-alive), connections in parallel. ``Expect: 100-continue`` is answered only once the
-  request is known to be acceptable.
+  from ``mimetype``/``charset`` when the function set none, as the Python worker does.
 - Timer triggers run in one daemon thread each on their NCRONTAB or TimeSpan schedule
   (:mod:`uploadsession.dev.ncrontab`, UTC; ``%NAME%`` reads the schedule from an app setting),
   called with a ``func.TimerRequest``; ``run_on_startup`` is honoured; an exception is logged
   and the schedule continues.
-- With ``ssl_context`` (``uploadsession serve --https``, :mod:`uploadsession.dev.cert`) each
-  connection's TLS handshake runs in its own thread; request URLs, :attr:`DevHost.url` and
-  the banner then carry ``https``.
+- With ``ssl_context`` (``uploadsession serve --https``, :mod:`uploadsession.dev.cert`) the
+  listening socket is wrapped in TLS; request URLs, :attr:`DevHost.url` and the banner then
+  carry ``https``.
+- One log line per request: time, client, method, path **without the query** (an uploadUrl's
+  query carries its token), status, duration, function, request-id.
 
 Not emulated: auth levels and keys (the app is anonymous), CORS, other triggers and bindings
 (a function needing a parameter other than its trigger, such as ``context``, is refused when
@@ -51,31 +50,31 @@ check when no function route claims them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import inspect
 import json
 import os
 import re
 import socket
-import socketserver
 import ssl
 import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO, cast
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any, TextIO
+from urllib.parse import parse_qsl, unquote
 
 import azure.functions as func
+import waitress
+import waitress.channel
+import waitress.server
+import waitress.wasyncore
 from azure.functions.decorators.function_app import Function
 from azure.functions.timer import TimerRequest
 
@@ -83,33 +82,22 @@ from uploadsession.dev.ncrontab import Schedule, parse_schedule
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DevHost", "load_app", "load_route_prefix"]
 
-DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024
-"""The Functions host's default request body limit (``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT``)."""
+DEFAULT_MAX_BODY_BYTES = 11 * 1024 * 1024
+"""The default body cap: the default largest segment (10 MiB) plus 1 MiB."""
+
+DEFAULT_HEADER_TIMEOUT = 30.0
+DEFAULT_CONNECTION_LIMIT = 100
+DEFAULT_THREADS = 40
 
 _ALL_METHODS = tuple(method.value for method in func.HttpMethod)
-_IDLE_TIMEOUT_SECONDS = 130.0  # Kestrel's keep-alive timeout
 _SHUTDOWN_JOIN_SECONDS = 5.0
-_LINGER_SECONDS = 2.0
 _PAST_DUE_TOLERANCE = timedelta(seconds=1)
-_MAX_TRAILER_LINES = 100
 _NO_BODY_STATUSES = frozenset({204, 304})
-# Headers this host computes itself; a function's values for them are not sent.
+# Hop-by-hop headers waitress computes itself; a function's values for them are not sent.
 _HOST_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
-_DIGITS = re.compile(r"[0-9]{1,19}")
-_CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
-_GUID = re.compile(r"[0-9A-Fa-f]{8}-?(?:[0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}|\{[0-9A-Fa-f-]{36}\}")
-_CONSTRAINTS: dict[str, Callable[[str], bool]] = {
-    "int": lambda value: (
-        re.fullmatch(r"-?[0-9]+", value) is not None and -(2**31) <= int(value) < 2**31
-    ),
-    "long": lambda value: (
-        re.fullmatch(r"-?[0-9]+", value) is not None and -(2**63) <= int(value) < 2**63
-    ),
-    "guid": lambda value: _GUID.fullmatch(value) is not None,
-    "alpha": lambda value: re.fullmatch(r"[A-Za-z]+", value) is not None,
-    "bool": lambda value: value.lower() in ("true", "false"),
-}
+_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+StartResponse = Callable[..., Any]
 
 
 def load_route_prefix(host_json: Path) -> str:
@@ -144,70 +132,14 @@ def load_app(module: str = "function_app", app_dir: Path | None = None) -> func.
 
 
 @dataclass(frozen=True)
-class _Part:
-    """One segment of a route template."""
-
-    literal: str | None = None  # lower-cased
-    name: str = ""
-    constraint: Callable[[str], bool] | None = None
-    optional: bool = False
-    default: str | None = None
-    catch_all: bool = False
-
-    @property
-    def rank(self) -> int:
-        """ASP.NET route precedence: lower is more specific."""
-        if self.literal is not None:
-            return 0
-        if self.catch_all:
-            return 4
-        if self.optional:
-            return 3
-        return 1 if self.constraint is not None else 2
-
-
-def _parse_part(text: str, template: str) -> _Part:
-    if "{" not in text and "}" not in text:
-        if not text:
-            raise ValueError(f"route {template!r}: empty segment")
-        return _Part(literal=text.lower())
-    if not (text.startswith("{") and text.endswith("}")) or text.count("{") != 1:
-        raise ValueError(
-            f"route {template!r}: segment {text!r} is not supported by uploadsession serve "
-            "(a segment must be literal text or one whole {parameter})"
-        )
-    inner = text[1:-1]
-    catch_all = inner.startswith("*")
-    inner = inner.lstrip("*")
-    default: str | None = None
-    if "=" in inner:
-        inner, _, default = inner.partition("=")
-    optional = inner.endswith("?") or default is not None
-    inner = inner.rstrip("?")
-    name, _, constraint_name = inner.partition(":")
-    constraint = None
-    if constraint_name:
-        constraint = _CONSTRAINTS.get(constraint_name.lower())
-        if constraint is None:
-            raise ValueError(
-                f"route {template!r}: constraint {constraint_name!r} is not supported by "
-                f"uploadsession serve (supported: {', '.join(_CONSTRAINTS)})"
-            )
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ValueError(f"route {template!r}: invalid parameter name {name!r}")
-    return _Part(
-        name=name, constraint=constraint, optional=optional, default=default, catch_all=catch_all
-    )
-
-
-@dataclass(frozen=True)
 class _Route:
     template: str  # "/beta/print/{id}"
     methods: tuple[str, ...]
     function_name: str
     arg_name: str
     function: Callable[..., Any]
-    parts: tuple[_Part, ...]
+    parts: tuple[str | None, ...]  # lower-cased literal, or None for a parameter
+    names: tuple[str, ...]  # the parameter names, in order
 
     @classmethod
     def build(
@@ -220,49 +152,42 @@ class _Route:
         function: Callable[..., Any],
     ) -> _Route:
         template = "/" + "/".join(piece for piece in (prefix, route.strip("/")) if piece)
-        parts = tuple(_parse_part(piece, template) for piece in template.split("/")[1:] if piece)
-        for index, part in enumerate(parts):
-            if part.catch_all and index != len(parts) - 1:
-                raise ValueError(f"route {template!r}: a catch-all parameter must come last")
-            if part.optional and not all(p.optional or p.catch_all for p in parts[index:]):
-                raise ValueError(f"route {template!r}: only trailing parameters may be optional")
-        names = [part.name for part in parts if part.literal is None]
+        parts: list[str | None] = []
+        names: list[str] = []
+        for piece in template.split("/")[1:]:
+            parameter = _PARAMETER.fullmatch(piece)
+            if parameter is not None:
+                parts.append(None)
+                names.append(parameter.group(1))
+            elif piece and "{" not in piece and "}" not in piece:
+                parts.append(piece.lower())
+            else:
+                raise ValueError(
+                    f"route {template!r}: segment {piece!r} is not supported by uploadsession "
+                    "serve (a segment must be literal text or one whole {parameter})"
+                )
         if len(names) != len({name.lower() for name in names}):
             raise ValueError(f"route {template!r}: a parameter name is repeated")
-        return cls(template, methods, function_name, arg_name, function, parts)
+        return cls(template, methods, function_name, arg_name, function, tuple(parts), tuple(names))
 
     @property
     def precedence(self) -> tuple[tuple[int, ...], str]:
-        return tuple(part.rank for part in self.parts), self.template
+        """Literal segments before parameters, position by position."""
+        return tuple(0 if part is not None else 1 for part in self.parts), self.template
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
         """Route values for the decoded path ``segments``, or None when the route does not match."""
-        values: dict[str, str] = {}
-        position = 0
-        for part in self.parts:
-            if part.catch_all:
-                rest = segments[position:]
-                if rest:
-                    values[part.name] = "/".join(rest)
-                elif part.default is not None:
-                    values[part.name] = part.default
-                return values
-            if position >= len(segments):
-                if not part.optional:
+        if len(segments) != len(self.parts):
+            return None
+        values: list[str] = []
+        for part, segment in zip(self.parts, segments, strict=True):
+            if part is None:
+                if not segment:
                     return None
-                if part.default is not None:
-                    values[part.name] = part.default
-                continue
-            segment = segments[position]
-            if part.literal is not None:
-                if segment.lower() != part.literal:
-                    return None
-            elif not segment or (part.constraint is not None and not part.constraint(segment)):
+                values.append(segment)
+            elif segment.lower() != part:
                 return None
-            else:
-                values[part.name] = segment
-            position += 1
-        return values if position == len(segments) else None
+        return dict(zip(self.names, values, strict=True))
 
 
 @dataclass(frozen=True)
@@ -320,43 +245,14 @@ def _resolve_setting(expression: str) -> str:
     return value
 
 
-# --- responses -----------------------------------------------------------------------------
+# --- the WSGI adapter ----------------------------------------------------------------------
 
 
 @dataclass
 class _Response:
     status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
+    headers: list[tuple[str, str]]
     body: bytes = b""
-    close: bool = False
-
-
-def _envelope(status: int, code: str, message: str, client_request_id: str | None) -> _Response:
-    request_id = str(uuid.uuid4())
-    # Echoed only when it is 1-128 printable ASCII characters, as the app does: a folded
-    # (multi-line) or non-ASCII value must not be copied into a response header.
-    valid = client_request_id is not None and _CLIENT_REQUEST_ID.fullmatch(client_request_id)
-    client_id = client_request_id if valid and client_request_id else request_id
-    payload = {
-        "error": {
-            "code": code,
-            "message": message,
-            "innerError": {
-                "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
-                "request-id": request_id,
-                "client-request-id": client_id,
-            },
-        }
-    }
-    return _Response(
-        status,
-        [
-            ("Content-Type", "application/json"),
-            ("request-id", request_id),
-            ("client-request-id", client_id),
-        ],
-        json.dumps(payload).encode(),
-    )
 
 
 def _from_function_result(result: object) -> _Response:
@@ -372,8 +268,12 @@ def _from_function_result(result: object) -> _Response:
     status = int(result.status_code)
     if not 200 <= status <= 599:
         raise ValueError(f"the function returned status {status}")
-    headers = [(str(name), str(value)) for name, value in result.headers.items()]
-    body = result.get_body()
+    headers = [
+        (str(name), str(value))
+        for name, value in result.headers.items()
+        if str(name).lower() not in _HOST_HEADERS
+    ]
+    body = b"" if status in _NO_BODY_STATUSES else result.get_body()
     if status not in _NO_BODY_STATUSES and not any(
         name.lower() == "content-type" for name, _ in headers
     ):
@@ -389,309 +289,11 @@ def _from_function_result(result: object) -> _Response:
     return _Response(status, headers, body)
 
 
-# --- the HTTP server -----------------------------------------------------------------------
-
-
-class _RequestRefused(Exception):
-    """The request cannot be served; ``response`` says why and the connection closes."""
-
-    def __init__(self, response: _Response) -> None:
-        super().__init__(response.status)
-        self.response = response
-
-
-class _ClientGone(ConnectionError):
-    """The client closed the connection before sending the whole body."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "uploadsession-devhost"
-    timeout = _IDLE_TIMEOUT_SECONDS
-    disable_nagle_algorithm = True
-
-    expect_continue = False
-
-    @property
-    def devhost(self) -> DevHost:
-        return cast(_Server, self.server).devhost
-
-    def handle_expect_100(self) -> bool:
-        # Deferred: 100 Continue goes out only once the request is known to be served.
-        self.expect_continue = True
-        return True
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Refusals by http.server's own parser (malformed request line, 414 request line too
-        long, 431 header line too long or too many headers, 505 version) in Graph's envelope
-        like every other refusal of this host, not as an HTML page; the connection closes.
-        The message is generic: the parser's own quotes the request line, query and all."""
-        try:
-            phrase = HTTPStatus(code).phrase
-        except ValueError:
-            phrase = "Error"
-        self.log_error("refused by the HTTP parser: %d %s", code, phrase)
-        self.close_connection = True
-        response = _envelope(code, "invalidRequest", f"{phrase}: the request is malformed", None)
-        response.close = True
-        head, payload = self._encode(response)
-        self.wfile.write(head + payload)
-        self._linger()  # the rest of the request is unread: no reset before the answer
-
-    def handle_one_request(self) -> None:
-        try:
-            self.expect_continue = False
-            self.raw_requestline = self.rfile.readline(65537)
-            if len(self.raw_requestline) > 65536:
-                self.requestline = self.request_version = self.command = ""
-                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
-                return
-            if not self.raw_requestline:
-                self.close_connection = True
-                return
-            if not self.parse_request():
-                return
-            self._serve()
-        except _ClientGone:
-            self.log_error("the client closed the connection before sending the whole body")
-            self.close_connection = True
-        except (TimeoutError, ConnectionError):
-            self.close_connection = True  # idle keep-alive timeout, or the client went away
-
-    def _serve(self) -> None:
-        started = time.perf_counter()
-        response, function_name = self._respond()
-        if response.close:
-            self.close_connection = True
-        head, payload = self._encode(response)
-        # Logged before writing, so the line exists once the client has the response.
-        self.devhost._log_request(
-            self.client_address[0],
-            f"{self.command} {_path_of(self.path)} {self.request_version}",
-            response.status,
-            (time.perf_counter() - started) * 1000,
-            len(payload),
-            function_name,
-            next((v for k, v in response.headers if k.lower() == "request-id"), None),
-        )
-        if len(payload) <= 65536:
-            self.wfile.write(head + payload)
-        else:
-            self.wfile.write(head)
-            self.wfile.write(payload)
-        if response.close:
-            self._linger()
-
-    def _linger(self) -> None:
-        """Discard what the client still sends for a moment before closing.
-
-        Closing a socket with unread data makes the kernel reset the connection, and a client
-        still sending its body would then see the reset instead of the 413 or 404 it was sent.
-        """
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + _LINGER_SECONDS
-            while (remaining := deadline - time.monotonic()) > 0:
-                self.connection.settimeout(remaining)
-                if not self.connection.recv(65536):
-                    break
-
-    def _respond(self) -> tuple[_Response, str | None]:
-        host = self.devhost
-        client_request_id = self.headers.get("client-request-id")
-        target = urlsplit(self.path) if "://" in self.path else None
-        raw_path, _, query = (
-            (target.path, "?", target.query) if target else self.path.partition("?")
-        )
-        if not raw_path.startswith("/"):
-            refusal = _envelope(400, "invalidRequest", "invalid request target", client_request_id)
-            refusal.close = True
-            return refusal, None
-        segments = raw_path[1:].split("/")
-        if segments[-1] == "":
-            segments.pop()  # "/" and a trailing slash
-        decoded = [unquote(segment) for segment in segments]
-        found = host._find_route(self.command, decoded, client_request_id)
-        if isinstance(found, _Response):
-            if (
-                self.headers.get("Content-Length", "0") != "0"
-                or "Transfer-Encoding" in self.headers
-            ):
-                found.close = True  # the body is left unread
-            return found, None
-        route, route_params = found
-        try:
-            body = self._read_body()
-        except _RequestRefused as refused:
-            refused.response.close = True
-            return refused.response, route.function_name
-        authority = self.headers.get("Host") or host.authority
-        request = func.HttpRequest(
-            self.command,
-            f"{host.url.partition(':')[0]}://{authority}{raw_path}"
-            + (f"?{query}" if query else ""),
-            headers=_joined(self.headers.items(), lower=True),
-            params=_joined(parse_qsl(query, keep_blank_values=True)),
-            route_params=route_params,
-            body=body,
-        )
-        try:
-            result = _invoke(route.function, route.arg_name, request)
-            return _from_function_result(result), route.function_name
-        except Exception:
-            host._log_error(
-                f"function {route.function_name!r} failed on {self.command} "
-                f"{_path_of(self.path)}:\n{traceback.format_exc()}"
-            )
-            return (
-                _envelope(
-                    500,
-                    "generalException",
-                    "An internal error occurred; see the host log.",
-                    client_request_id,
-                ),
-                route.function_name,
-            )
-
-    def _read_body(self) -> bytes:
-        limit = self.devhost.max_body_bytes
-        client_request_id = self.headers.get("client-request-id")
-        transfer_encodings = self.headers.get_all("Transfer-Encoding") or []
-        lengths = self.headers.get_all("Content-Length") or []
-        if transfer_encodings:
-            codings = [c.strip().lower() for v in transfer_encodings for c in v.split(",")]
-            if lengths:
-                raise _RequestRefused(
-                    _envelope(
-                        400,
-                        "invalidRequest",
-                        "Content-Length and Transfer-Encoding must not both be sent",
-                        client_request_id,
-                    )
-                )
-            if codings != ["chunked"]:
-                # 400, as Kestrel answers a final transfer coding other than chunked.
-                raise _RequestRefused(
-                    _envelope(
-                        400,
-                        "invalidRequest",
-                        "only Transfer-Encoding: chunked is supported",
-                        client_request_id,
-                    )
-                )
-            self._continue()
-            return self._read_chunked(limit, client_request_id)
-        if not lengths:
-            return b""
-        values = {value.strip() for value in lengths}
-        text = values.pop()
-        if values or not _DIGITS.fullmatch(text):
-            raise _RequestRefused(
-                _envelope(400, "invalidRequest", "malformed Content-Length", client_request_id)
-            )
-        length = int(text)
-        if length > limit:
-            raise _RequestRefused(_too_large(limit, client_request_id))
-        if length == 0:
-            return b""
-        self._continue()
-        body = self.rfile.read(length)
-        if len(body) < length:
-            raise _ClientGone()
-        return body
-
-    def _continue(self) -> None:
-        if self.expect_continue:
-            self.expect_continue = False
-            self.wfile.write(f"{self.protocol_version} 100 Continue\r\n\r\n".encode())
-
-    def _read_chunked(self, limit: int, client_request_id: str | None) -> bytes:
-        def malformed(what: str) -> _RequestRefused:
-            return _RequestRefused(
-                _envelope(
-                    400, "invalidRequest", f"malformed chunked body: {what}", client_request_id
-                )
-            )
-
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            line = self.rfile.readline(4097)
-            if not line:
-                raise _ClientGone()
-            if not line.endswith(b"\n"):
-                raise malformed("chunk size line too long")
-            size_text = line.split(b";", 1)[0].strip()
-            if not _CHUNK_SIZE.fullmatch(size_text):
-                raise malformed("invalid chunk size")
-            size = int(size_text, 16)
-            if size == 0:
-                break
-            total += size
-            if total > limit:
-                raise _RequestRefused(_too_large(limit, client_request_id))
-            chunk = self.rfile.read(size)
-            if len(chunk) < size:
-                raise _ClientGone()
-            chunks.append(chunk)
-            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
-                raise malformed("missing CRLF after chunk data")
-        for _ in range(_MAX_TRAILER_LINES):
-            line = self.rfile.readline(65537)
-            if not line:
-                raise _ClientGone()
-            if line in (b"\r\n", b"\n"):
-                return b"".join(chunks)
-        raise malformed("too many trailer lines")
-
-    def _encode(self, response: _Response) -> tuple[bytes, bytes]:
-        """The status line and headers, and the body to send (none for HEAD, 204, 304)."""
-        status = response.status
-        head_only = self.command == "HEAD"
-        body = b"" if status in _NO_BODY_STATUSES else response.body
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = ""
-        lines = [f"{self.protocol_version} {status} {reason}"]
-        names = set()
-        for name, value in response.headers:
-            if name.lower() in _HOST_HEADERS:
-                continue
-            names.add(name.lower())
-            lines.append(f"{name}: {value}")
-        if "date" not in names:
-            lines.append(f"Date: {self.date_time_string()}")
-        if "server" not in names:
-            lines.append(f"Server: {self.server_version}")
-        if status not in _NO_BODY_STATUSES:
-            lines.append(f"Content-Length: {len(body)}")
-        if self.close_connection:
-            lines.append("Connection: close")
-        elif self.request_version == "HTTP/1.0":
-            lines.append("Connection: keep-alive")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        return head, b"" if head_only else body
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass  # _serve writes the one line per request
-
-    def log_message(self, format: str, *args: Any) -> None:
-        self.devhost._log_error(f"{self.client_address[0]} {format % args}")
-
-
-def _too_large(limit: int, client_request_id: str | None) -> _Response:
-    return _envelope(
-        413,
-        "invalidRequest",
-        f"the request body exceeds the host limit of {limit} bytes",
-        client_request_id,
-    )
-
-
-def _path_of(target: str) -> str:
-    """The request target without its query, which may carry secrets."""
-    return target.split("?", 1)[0]
+def _status_line(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Status {status}"
 
 
 def _joined(pairs: Iterable[tuple[str, str]], *, lower: bool = False) -> dict[str, str]:
@@ -703,66 +305,61 @@ def _joined(pairs: Iterable[tuple[str, str]], *, lower: bool = False) -> dict[st
     return joined
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
+    pairs: list[tuple[str, str]] = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            pairs.append((key[5:].replace("_", "-"), str(value)))
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            pairs.append((key.replace("_", "-"), str(value)))
+    # waitress joins repeated headers with ", "; the Functions host with ",".
+    return {name: value.replace(", ", ",") for name, value in _joined(pairs, lower=True).items()}
 
-    def __init__(self, devhost: DevHost, address: tuple[str, int]) -> None:
-        self.devhost = devhost
-        self._connections: dict[threading.Thread, socket.socket] = {}
-        self._connections_lock = threading.Lock()
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN, which can stall on DNS.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
+def _wsgi_text(value: str) -> str:
+    """PEP 3333 carries the request target as latin-1 decoded bytes; back to UTF-8 text."""
+    return value.encode("latin-1").decode("utf-8", errors="replace")
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(request, client_address),
-            name=f"devhost-connection-{client_address}",
-            daemon=True,
-        )
-        with self._connections_lock:
-            self._connections[thread] = request
-        thread.start()
 
-    def _serve_connection(self, request: Any, client_address: Any) -> None:
-        try:
-            context = self.devhost._ssl_context
-            if context is not None:  # the handshake runs here, not in the accept loop
-                request.settimeout(_IDLE_TIMEOUT_SECONDS)
-                request = context.wrap_socket(request, server_side=True)
-                with self._connections_lock:  # close_connections must see the TLS socket
-                    self._connections[threading.current_thread()] = request
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            with self._connections_lock:
-                self._connections.pop(threading.current_thread(), None)
+class _Channel(waitress.channel.HTTPChannel):  # type: ignore[misc]
+    """waitress's channel, but a request already refused (413 from its Content-Length, 400)
+    gets its answer instead of ``100 Continue``: waitress 3.0.2 sends the 100 and then waits
+    for a body it will never read, so a client that expects 100-continue would hang."""
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+    def send_continue(self) -> None:
+        if self.request is not None and self.request.error is not None:
+            self.request.expect_continue = False
             return
-        self.devhost._log_error(f"error serving {client_address}:\n{traceback.format_exc()}")
+        super().send_continue()
 
-    def close_connections(self, timeout: float) -> None:
-        """Stop reading from open connections (an idle keep-alive ends at once) and wait."""
-        with self._connections_lock:
-            connections = list(self._connections.items())
-        for _, connection in connections:
-            with contextlib.suppress(OSError):  # already closed
-                connection.shutdown(socket.SHUT_RD)
-        deadline = time.monotonic() + timeout
-        for thread, _ in connections:
-            thread.join(max(0.0, deadline - time.monotonic()))
+
+class _TLSChannel(_Channel):
+    """waitress's channel on a non-blocking TLS socket: a read or write that waits for the rest
+    of a TLS record (or the handshake) is retried when the socket is ready, not an error."""
+
+    def handle_read(self) -> None:
+        try:
+            data = self.socket.recv(self.adj.recv_bytes)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        except OSError:
+            self.handle_close()
+            return
+        if data:
+            self.last_activity = time.time()
+            self.received(data)
+        else:
+            self.connected = False  # the client closed
+
+    def send(self, data: bytes, do_close: bool = True) -> int:
+        try:
+            return int(self.socket.send(data))
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return 0
+        except OSError:
+            if do_close:
+                self.handle_close()
+            return 0
 
 
 # --- the host ------------------------------------------------------------------------------
@@ -771,11 +368,11 @@ class _Server(ThreadingHTTPServer):
 class DevHost:
     """Serves the HTTP functions of ``app`` and runs its timers; see the module docstring.
 
-    The socket is bound in the constructor (so :attr:`url` is known, also with ``port=0``);
-    :meth:`start` serves in background threads, :meth:`serve_forever` in the calling thread,
-    :meth:`shutdown` stops both. Usable as a context manager (start/shutdown).
-    ``log`` receives one line per request and per timer run; errors and tracebacks go to
-    ``log``, or to ``sys.stderr`` when ``log`` is None.
+    The socket is bound in the constructor (so :attr:`url` is known, also with ``port=0``; a
+    taken port raises :class:`OSError` here); :meth:`start` serves in background threads,
+    :meth:`serve_forever` in the calling thread, :meth:`shutdown` stops both. Usable as a
+    context manager (start/shutdown). ``log`` receives one line per request and per timer run;
+    errors and tracebacks go to ``log``, or to ``sys.stderr`` when ``log`` is None.
     """
 
     def __init__(
@@ -789,6 +386,9 @@ class DevHost:
         run_timers: bool = True,
         log: TextIO | None = sys.stderr,
         ssl_context: ssl.SSLContext | None = None,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+        threads: int = DEFAULT_THREADS,
     ) -> None:
         self.max_body_bytes = max_body_bytes
         self._ssl_context = ssl_context
@@ -803,9 +403,41 @@ class DevHost:
         self._threads: list[threading.Thread] = []
         self._state_lock = threading.Lock()
         self._started = False
-        self._serving = False
         self._closed = False
-        self._server = _Server(self, (host, port))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, port))
+            listener.listen(1024)
+        except OSError:
+            listener.close()
+            raise
+        self._address: tuple[str, int] = listener.getsockname()[:2]
+        sock: socket.socket = listener
+        if ssl_context is not None:
+            # The handshake happens on the first read, in the event loop, never blocking it.
+            sock = ssl_context.wrap_socket(
+                listener, server_side=True, do_handshake_on_connect=False
+            )
+        self._server: Any = waitress.create_server(
+            self._wsgi,
+            sockets=[sock],
+            threads=threads,
+            connection_limit=connection_limit,
+            channel_timeout=header_timeout,
+            cleanup_interval=max(0.1, min(header_timeout / 2, 30.0)),
+            asyncore_loop_timeout=min(1.0, max(0.05, header_timeout / 4)),
+            max_request_body_size=max_body_bytes + 1,  # waitress refuses a body of exactly this
+            recv_bytes=65536,  # one TLS record (16 KiB) fits in one read
+            url_scheme="https" if ssl_context is not None else "http",
+            ident="uploadsession-devhost",
+            expose_tracebacks=False,
+            # X-Forwarded-* reach the app untouched, as behind the Functions front end: the
+            # app decides what it trusts (waitress would drop them from the environ).
+            clear_untrusted_proxy_headers=False,
+        )
+        self._server.channel_class = _TLSChannel if ssl_context is not None else _Channel
 
     # -- reading the app --
 
@@ -853,8 +485,7 @@ class DevHost:
 
     @property
     def authority(self) -> str:
-        host, port = self._server.server_address[:2]
-        host = str(host)
+        host, port = self._address
         if host in ("0.0.0.0", "", "::"):
             host = "localhost"
         elif ":" in host:
@@ -881,12 +512,7 @@ class DevHost:
     def start(self) -> None:
         """Serve in background daemon threads; returns at once."""
         self._begin()
-        thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="devhost-server",
-            daemon=True,
-        )
+        thread = threading.Thread(target=self._loop, name="devhost-server", daemon=True)
         self._threads.append(thread)
         thread.start()
 
@@ -898,17 +524,12 @@ class DevHost:
         if self._log is not None:
             self._write(self.banner() + f"\nListening on {self.url} (Ctrl-C to stop)\n")
         try:
-            self._server.serve_forever(poll_interval=0.25)
+            self._loop()
         finally:
             self._close()
 
     def shutdown(self) -> None:
         """Stop serving and the timers, close the socket and open connections. Idempotent."""
-        with self._state_lock:
-            serving = self._serving
-            self._serving = False
-        if serving:
-            self._server.shutdown()  # returns once the serve_forever loop has exited
         self._close()
 
     def __enter__(self) -> DevHost:
@@ -925,11 +546,19 @@ class DevHost:
 
     # -- internals --
 
+    def _loop(self) -> None:
+        # waitress's own run() swallows KeyboardInterrupt; its event loop does not.
+        waitress.wasyncore.loop(
+            timeout=self._server.adj.asyncore_loop_timeout,
+            map=self._server._map,
+            use_poll=True,
+        )
+
     def _begin(self) -> None:
         with self._state_lock:
             if self._started or self._closed:
                 raise RuntimeError("DevHost can be started once")
-            self._started = self._serving = True
+            self._started = True
         if self._run_timers:
             for timer in self._timers:
                 thread = threading.Thread(
@@ -946,18 +575,27 @@ class DevHost:
             if self._closed:
                 return
             self._closed = True
-            self._serving = False
+            started = self._started
         self._stop.set()
-        self._server.server_close()
-        self._server.close_connections(_SHUTDOWN_JOIN_SECONDS)
+        server = self._server
+        done = threading.Event()
+
+        def close_all() -> None:  # in the event loop's thread
+            waitress.wasyncore.close_all(server._map)
+            done.set()
+
+        if started:
+            server.trigger.pull_trigger(close_all)
+            done.wait(_SHUTDOWN_JOIN_SECONDS)
+        if not done.is_set():
+            close_all()
+        server.task_dispatcher.shutdown(timeout=_SHUTDOWN_JOIN_SECONDS)
         current = threading.current_thread()
         for thread in self._threads:
             if thread is not current:
                 thread.join(_SHUTDOWN_JOIN_SECONDS)
 
-    def _find_route(
-        self, method: str, segments: list[str], client_request_id: str | None
-    ) -> tuple[_Route, dict[str, str]] | _Response:
+    def _route(self, method: str, segments: list[str]) -> tuple[_Route, dict[str, str]] | _Response:
         allowed: list[str] = []
         for route in self._routes:
             values = route.match(segments)
@@ -967,18 +605,67 @@ class DevHost:
                 return route, values
             allowed.extend(m for m in route.methods if m not in allowed)
         if allowed:
-            response = _envelope(
-                405,
-                "invalidRequest",
-                f"{method} is not allowed on this resource",
-                client_request_id,
-            )
-            response.headers.append(("Allow", ", ".join(allowed)))
-            return response
+            return _Response(405, [("Allow", ", ".join(allowed))])
         if method in ("GET", "HEAD") and segments in ([], ["admin", "host", "status"]):
             body = {"state": "Running", "functions": [r.function_name for r in self._routes]}
             return _Response(200, [("Content-Type", "application/json")], json.dumps(body).encode())
-        return _envelope(404, "itemNotFound", "no function matches this path", client_request_id)
+        return _Response(404, [])
+
+    def _wsgi(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        started = time.perf_counter()
+        method = str(environ["REQUEST_METHOD"]).upper()
+        raw_path, _, query = _wsgi_text(str(environ.get("REQUEST_URI") or "/")).partition("?")
+        if "://" in raw_path:  # absolute-form target
+            raw_path = "/" + raw_path.split("://", 1)[1].partition("/")[2]
+        response, function_name = self._respond(environ, method, raw_path, query)
+        request_id = next((v for k, v in response.headers if k.lower() == "request-id"), None)
+        headers = list(response.headers)
+        if response.status not in _NO_BODY_STATUSES:
+            headers.append(("Content-Length", str(len(response.body))))
+        # Logged before the response is written, so the line exists once the client has it.
+        self._log_request(
+            str(environ.get("REMOTE_ADDR", "-")),
+            f"{method} {raw_path} {environ.get('SERVER_PROTOCOL', 'HTTP/1.1')}",
+            response.status,
+            (time.perf_counter() - started) * 1000,
+            len(response.body),
+            function_name,
+            request_id,
+        )
+        start_response(_status_line(response.status), headers)
+        return [response.body] if response.body and method != "HEAD" else []
+
+    def _respond(
+        self, environ: dict[str, Any], method: str, raw_path: str, query: str
+    ) -> tuple[_Response, str | None]:
+        segments = raw_path.lstrip("/").split("/") if raw_path.strip("/") else []
+        if segments and segments[-1] == "":
+            segments.pop()  # a trailing slash
+        found = self._route(method, [unquote(segment) for segment in segments])
+        if isinstance(found, _Response):
+            return found, None
+        route, route_params = found
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        authority = environ.get("HTTP_HOST") or self.authority
+        request = func.HttpRequest(
+            method,
+            f"{environ['wsgi.url_scheme']}://{authority}{raw_path}"
+            + (f"?{query}" if query else ""),
+            headers=_request_headers(environ),
+            params=_joined(parse_qsl(query, keep_blank_values=True)),
+            route_params=route_params,
+            body=body,
+        )
+        try:
+            result = _invoke(route.function, route.arg_name, request)
+            return _from_function_result(result), route.function_name
+        except Exception:
+            self._log_error(
+                f"function {route.function_name!r} failed on {method} {raw_path}:\n"
+                f"{traceback.format_exc()}"
+            )
+            return _Response(500, []), route.function_name
 
     def _run_timer(self, timer: _Timer) -> None:
         last: datetime | None = None
