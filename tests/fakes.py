@@ -31,9 +31,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from uploadsession.document_metadata import document_metadata, parse_document_metadata
 from uploadsession.errors import ConcurrencyConflict, EntityExists, ForeignDocument, MissingBlocks
 from uploadsession.models import DocumentKey, Session
-from uploadsession.ports import SESSION_ROW, Subscription, document_partition
+from uploadsession.ports import SESSION_ROW, CommittedDocument, Subscription, document_partition
 
 _MAX_BLOCK_ID_BYTES = 64
 
@@ -175,13 +176,11 @@ class InMemoryStorage:
             blob.uncommitted[block_id] = bytes(data)
 
     def commit(
-        self,
-        key: DocumentKey,
-        block_ids: Sequence[str],
-        content_type: str,
-        metadata: dict[str, str],
+        self, key: DocumentKey, block_ids: Sequence[str], document: CommittedDocument
     ) -> None:
         self._enter("commit")
+        content_type = document.content_type
+        metadata = document_metadata(document)  # the adapter's encoding, checked as Azure would
         for name, value in metadata.items():
             if not name.isidentifier() or not value.isascii():
                 raise ValueError(f"blob metadata must be ASCII name/value pairs: {name!r}")
@@ -242,9 +241,11 @@ class InMemoryStorage:
         document = self.document(key)
         return None if document is None else document.data[start : start + length]
 
-    def document_metadata(self, key: DocumentKey) -> dict[str, str] | None:
+    def committed_document(self, key: DocumentKey) -> CommittedDocument | None:
         document = self.document(key)
-        return None if document is None else dict(document.metadata)
+        if document is None:
+            return None
+        return parse_document_metadata(document.metadata, document.content_type)
 
     # -- inspection and tampering (tests only; not part of the protocol) ----------------
 

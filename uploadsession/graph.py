@@ -35,6 +35,7 @@ from uploadsession.models import (
     SegmentUpload,
     Session,
 )
+from uploadsession.ports import CommittedDocument
 
 if TYPE_CHECKING:  # auth and service import PyJWT and the storage SDKs: not at indexing
     from uploadsession.auth import Principal
@@ -56,7 +57,7 @@ class GraphStorage(Protocol):
 
     def upload_url_key(self) -> bytes: ...
     def read_url(self, key: DocumentKey, lifetime: timedelta) -> str: ...
-    def document_metadata(self, key: DocumentKey) -> dict[str, str] | None: ...
+    def committed_document(self, key: DocumentKey) -> CommittedDocument | None: ...
     def read_range(self, key: DocumentKey, start: int, length: int) -> bytes | None: ...
 
 
@@ -220,13 +221,10 @@ class GraphProtocol:
             if session.status != COMMITTED:
                 raise missing
         else:
-            metadata = self.store.document_metadata(key)
-            # A committed document always carries its session id; a blob without one (e.g. a
-            # discard marker) is no document.
-            if metadata is None or "sessionid" not in metadata:
+            document = self.store.committed_document(key)  # None for a discard marker too
+            if document is None:
                 raise missing
-            creator = (metadata.get("createdbyapp", ""), metadata.get("createdbyuser"))
-            if not may_see(principal, Operation.READ, *creator):
+            if not may_see(principal, Operation.READ, document.app_id, document.user_id):
                 raise missing
         return self.store.read_url(key, READ_URL_LIFETIME)
 

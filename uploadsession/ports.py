@@ -15,6 +15,21 @@ from uploadsession.models import DocumentKey, Session
 
 
 @dataclass(frozen=True)
+class CommittedDocument:
+    """What a committed document records about itself: the session that committed it and its
+    creator (who may read it once that session is purged), its name, type and checksum. How it
+    is written down (blob metadata) is the store's business."""
+
+    session_id: str
+    content_type: str
+    document_name: str
+    app_id: str
+    user_id: str | None
+    #: The document's CRC-64/NVME, when every segment's was known.
+    checksum: int | None = None
+
+
+@dataclass(frozen=True)
 class Subscription:
     """A tenant's Universal Print subscription as recorded by the operator."""
 
@@ -60,11 +75,7 @@ class DocumentStore(Protocol):
 
     def stage(self, key: DocumentKey, block_id: str, data: bytes | memoryview) -> None: ...
     def commit(
-        self,
-        key: DocumentKey,
-        block_ids: Sequence[str],
-        content_type: str,
-        metadata: dict[str, str],
+        self, key: DocumentKey, block_ids: Sequence[str], document: CommittedDocument
     ) -> None: ...
     def staged_block_ids(self, key: DocumentKey) -> set[str]: ...
     def document_exists(self, key: DocumentKey) -> bool: ...

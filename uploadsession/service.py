@@ -31,7 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
-from urllib.parse import quote
 
 from uploadsession import telemetry
 from uploadsession.auth import Operation, Principal, authorize, sees_all, writes_all
@@ -61,7 +60,7 @@ from uploadsession.models import (
     format_checksum,
     render,
 )
-from uploadsession.ports import Storage, Subscription
+from uploadsession.ports import CommittedDocument, Storage, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -358,22 +357,18 @@ class UploadSessionService:
         Returns the committed session, or — if some recorded blocks were missing — the
         session with those segments un-recorded so the client sends them again.
         """
-        metadata = {"documentname": quote(session.document_name), "sessionid": session.id}
-        # Who may read the document once its session is purged (GET {D}/$value, graph.py).
-        if session.app_id.isascii():  # metadata must be ASCII; ids from tokens always are
-            metadata["createdbyapp"] = session.app_id
-        if session.user_id is not None:
-            metadata["createdbyuser"] = session.user_id
-        combined = session.combined_checksum()
-        if combined is not None:
-            metadata["crc64nvme"] = f"{combined:016x}"
+        document = CommittedDocument(
+            session_id=session.id,
+            content_type=session.content_type,
+            document_name=session.document_name,
+            app_id=session.app_id,
+            user_id=session.user_id,
+            checksum=session.combined_checksum(),
+        )
         self.recorder.forget(session.key)
         try:
             self.store.commit(  # If-None-Match: *; our own earlier commit counts as success
-                session.key,
-                [s.block_id for s in session.segments],
-                session.content_type,
-                metadata,
+                session.key, [s.block_id for s in session.segments], document
             )
         except MissingBlocks:
             log.warning("recorded blocks missing at commit; asking the client again")

@@ -56,6 +56,7 @@ from uploadsession.config import (
     SUBSCRIPTIONS_TABLE,
     StorageSettings,
 )
+from uploadsession.document_metadata import document_metadata, parse_document_metadata
 from uploadsession.errors import (
     ApiError,
     ConcurrencyConflict,
@@ -68,6 +69,7 @@ from uploadsession.errors import (
 from uploadsession.models import DocumentKey, Segment, Session
 from uploadsession.ports import (
     SESSION_ROW,
+    CommittedDocument,
     Subscription,
     document_partition,
     parse_document_partition,
@@ -598,17 +600,16 @@ class AzureStorage:
         )
 
     def commit(
-        self,
-        key: DocumentKey,
-        block_ids: Sequence[str],
-        content_type: str,
-        metadata: dict[str, str],
+        self, key: DocumentKey, block_ids: Sequence[str], document: CommittedDocument
     ) -> None:
         """Put Block List with ``If-None-Match: *``: exactly one commit of a document can
-        succeed. If the blob exists already with ``metadata["sessionid"]``, that is this
-        session's own earlier commit (success); a discard marker (0 bytes) is removed and the
-        commit tried once more; any other document raises :class:`ForeignDocument`."""
+        succeed. ``document`` is written as the blob's metadata (:func:`document_metadata`).
+        If the blob exists already with this ``sessionid``, that is this session's own earlier
+        commit (success); a discard marker (0 bytes) is removed and the commit tried once more;
+        any other document raises :class:`ForeignDocument`."""
         blob = self._blob(key)
+        metadata = document_metadata(document)
+        content_type = document.content_type
         with translate_azure_errors("committing a document"):
             for _ in range(2):
                 try:
@@ -711,9 +712,10 @@ class AzureStorage:
         """A read-only URL for exactly the document's blob, valid for ``lifetime``."""
         return _read_url(self, key, lifetime)
 
-    def document_metadata(self, key: DocumentKey) -> dict[str, str] | None:
-        """The committed document's blob metadata, or None when there is none."""
-        return _document_metadata(self, key)
+    def committed_document(self, key: DocumentKey) -> CommittedDocument | None:
+        """What the committed document at ``key`` records, or None when there is no document
+        (nothing committed, or a blob this service did not commit, such as a discard marker)."""
+        return _committed_document(self, key)
 
     def read_range(self, key: DocumentKey, start: int, length: int) -> bytes | None:
         """``length`` bytes of the committed document from ``start``, or None without one."""
@@ -796,14 +798,15 @@ def _read_url(storage: AzureStorage, key: DocumentKey, lifetime: timedelta) -> s
     return f"{container.get_blob_client(key.blob_name).url}?{sas}"
 
 
-def _document_metadata(storage: AzureStorage, key: DocumentKey) -> dict[str, str] | None:
+def _committed_document(storage: AzureStorage, key: DocumentKey) -> CommittedDocument | None:
     blob = storage._blob(key)
     with translate_azure_errors("reading a document's properties"):
         try:
             properties = blob.get_blob_properties()
         except ResourceNotFoundError:
             return None  # never committed (staged blocks alone are invisible)
-    return dict(properties.metadata or {})
+    content_type = properties.content_settings.content_type or "application/octet-stream"
+    return parse_document_metadata(properties.metadata or {}, content_type)
 
 
 def _ca_bundle() -> str | None:

@@ -108,7 +108,8 @@ def test_a_resume_with_other_bytes_is_refused_and_the_right_file_completes(
     with httpx.Client(timeout=60) as client:
         session = client.get(url, headers=api.headers()).json()
     assert session["checksum"] == format_checksum(crc64nvme(a))
-    metadata = api.storage.document_metadata(
-        DocumentKey.parse(TENANT, doc.printer, doc.job, doc.document)
-    )
-    assert metadata is not None and metadata["crc64nvme"] == f"{crc64nvme(a):016x}"
+    key = DocumentKey.parse(TENANT, doc.printer, doc.job, doc.document)
+    blob = api.storage._get_clients().documents.get_blob_client(key.blob_name)
+    assert blob.get_blob_properties().metadata["crc64nvme"] == f"{crc64nvme(a):016x}"
+    document = api.storage.committed_document(key)
+    assert document is not None and document.checksum == crc64nvme(a)

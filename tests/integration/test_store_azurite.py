@@ -28,12 +28,17 @@ from uploadsession.models import (
     SegmentUpload,
     Session,
 )
-from uploadsession.ports import SESSION_ROW, document_partition
+from uploadsession.ports import SESSION_ROW, CommittedDocument, document_partition
 from uploadsession.service import UploadSessionService
 from uploadsession.store import AzureStorage, expiry_bucket
 
 TENANT = "0d6e2f1a-8a43-4c35-9f0b-3c1f6a2b9e10"
 WRITER = frozenset({"PrintJob.ReadWrite", "Printer.Read.All"})
+
+
+def document(content_type: str) -> CommittedDocument:
+    """What a commit records (the store writes it as blob metadata)."""
+    return CommittedDocument("a-session", content_type, "a.txt", "an-app", None)
 
 
 def user(uid: str | None = None) -> Principal:
@@ -233,7 +238,7 @@ def test_commit_refuses_a_block_list_with_an_unstaged_block(storage: AzureStorag
     storage.stage(key, staged.block_id, b"hello")
     ghost = Segment(5, 9, hashlib.md5(b"world").digest())
     with pytest.raises(MissingBlocks):
-        storage.commit(key, [staged.block_id, ghost.block_id], "text/plain", {})
+        storage.commit(key, [staged.block_id, ghost.block_id], document("text/plain"))
     assert storage.staged_block_ids(key) == {staged.block_id}
     assert storage.document_exists(key) is False
 
@@ -247,7 +252,7 @@ def test_discarding_staged_bytes_never_touches_a_committed_document(
     storage.discard_staged(key)
     assert storage.staged_block_ids(key) == set()
     storage.stage(key, seg.block_id, b"hello")
-    storage.commit(key, [seg.block_id], "text/plain", {"documentname": "a.txt"})
+    storage.commit(key, [seg.block_id], document("text/plain"))
     storage.discard_staged(key)
     assert committed_bytes(storage, key) == (b"hello", "text/plain")
 

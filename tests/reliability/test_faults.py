@@ -34,6 +34,7 @@ from tests.unit import tokens
 from uploadsession.config import StorageSettings
 from uploadsession.errors import ServiceUnavailable
 from uploadsession.models import DocumentKey
+from uploadsession.ports import CommittedDocument
 from uploadsession.store import AzureStorage
 
 KIB = 1024
@@ -273,7 +274,9 @@ def test_every_storage_call_gives_up_within_seconds_when_storage_is_down() -> No
         "read a session": lambda: storage.get_session(key),
         "stage a segment": lambda: storage.stage(key, "0" * 56, b"abc"),
         "check a document": lambda: storage.document_exists(key),
-        "commit": lambda: storage.commit(key, ["0" * 56], "a/b", {}),
+        "commit": lambda: storage.commit(
+            key, ["0" * 56], CommittedDocument("s", "a/b", "a.txt", "app", None)
+        ),
     }
     for what, call in calls.items():
         started = time.monotonic()
