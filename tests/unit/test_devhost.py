@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -20,6 +21,12 @@ import httpx
 import pytest
 
 from uploadsession.dev.host import DevHost, load_app, load_route_prefix
+
+# waitress spools bodies over 512 KiB to a temporary file and sometimes leaves one to the
+# garbage collector: collected in the host fixture's teardown, under this filter.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning"
+)
 
 
 class Recorder:
@@ -125,6 +132,7 @@ def host(log: io.StringIO) -> Iterator[DevHost]:
         log=log,
     ) as running:
         yield running
+    gc.collect()
 
 
 @pytest.fixture

@@ -332,6 +332,14 @@ class _Channel(waitress.channel.HTTPChannel):  # type: ignore[misc]
             return
         super().send_continue()
 
+    def handle_close(self) -> None:
+        # waitress leaves a half-received request's body buffer (a temporary file past
+        # 512 KiB) to the garbage collector; a client that disconnects mid-body must not.
+        super().handle_close()
+        request, self.request = self.request, None
+        if request is not None:
+            request.close()
+
 
 class _TLSChannel(_Channel):
     """waitress's channel on a non-blocking TLS socket: a read or write that waits for the rest
