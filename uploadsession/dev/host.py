@@ -336,7 +336,8 @@ class _Channel(waitress.channel.HTTPChannel):  # type: ignore[misc]
         # waitress leaves a half-received request's body buffer (a temporary file past
         # 512 KiB) to the garbage collector; a client that disconnects mid-body must not.
         super().handle_close()
-        request, self.request = self.request, None
+        request: Any = self.request
+        self.request = None
         if request is not None:
             request.close()
 
