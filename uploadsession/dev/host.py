@@ -336,7 +336,7 @@ class _Channel(waitress.channel.HTTPChannel):  # type: ignore[misc]
         # waitress leaves a half-received request's body buffer (a temporary file past
         # 512 KiB) to the garbage collector; a client that disconnects mid-body must not.
         super().handle_close()
-        request: Any = self.request
+        request: Any = getattr(self, "request", None)
         self.request = None
         if request is not None:
             request.close()
