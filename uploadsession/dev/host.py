@@ -438,6 +438,7 @@ class DevHost:
             cleanup_interval=max(0.1, min(header_timeout / 2, 30.0)),
             asyncore_loop_timeout=min(1.0, max(0.05, header_timeout / 4)),
             max_request_body_size=max_body_bytes + 1,  # waitress refuses a body of exactly this
+            max_request_header_size=64 * 1024,  # a larger request line or header block: 431
             recv_bytes=65536,  # one TLS record (16 KiB) fits in one read
             url_scheme="https" if ssl_context is not None else "http",
             ident="uploadsession-devhost",
