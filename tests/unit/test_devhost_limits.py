@@ -11,6 +11,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +184,39 @@ def test_a_taken_port_raises_at_construction() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(OSError):
             DevHost(build_app(Recorder()), port=port, log=None)
+
+
+def test_serve_on_a_taken_port_says_so_in_one_line_and_exits_1() -> None:
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "UPLOADSESSION_STORAGE": "UseDevelopmentStorage=true",
+            "AUTH_AUDIENCES": "api://test",
+        }
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "uploadsession.cli",
+                "serve",
+                "--no-timers",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            cwd=Path(__file__).resolve().parents[2],  # the repository: function_app.py
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"port {port}" in lines[0] and "PORT=" in lines[0]
+    assert "Traceback" not in done.stderr
