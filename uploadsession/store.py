@@ -1,4 +1,4 @@
-"""The storage port and its Azure adapter (Table Storage for state, Blob Storage for bytes).
+"""The Azure adapter of the storage ports (Table Storage for state, Blob Storage for bytes).
 
 This is the only module that imports the Azure storage SDKs, and Azure exceptions are
 translated in exactly one place, :func:`translate_azure_errors`.
@@ -15,7 +15,8 @@ Layout (documented in docs/architecture.md):
 - table ``subscriptions``: PartitionKey = tenant id, RowKey = ``""``, ``State``;
 - container ``documents``: blob ``{tenantId}/{printerId}/{jobId}/{documentId}``. Segments are
   staged as uncommitted blocks of that very blob and committed in offset order; a blob with
-  only uncommitted blocks is invisible, so the document appears whole or not at all.
+  only uncommitted blocks is invisible, so the document appears whole or not at all. The
+  committed blob's metadata records its session and creator (``document_metadata.py``).
 
 Tables and the container are created on the first "not found" from the service and the call
 retried once — no existence check on the request path.
