@@ -15,12 +15,22 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from uploadsession.settings import ServiceSettings as ServiceSettings
     from uploadsession.settings import Settings as Settings
     from uploadsession.settings import StorageSettings as StorageSettings
     from uploadsession.settings import parse_settings as parse_settings
+    from uploadsession.settings import service_settings as service_settings
     from uploadsession.settings import storage_settings as storage_settings
 
-__all__ = ["Settings", "StorageSettings", "get_settings", "parse_settings", "storage_settings"]
+__all__ = [
+    "ServiceSettings",
+    "Settings",
+    "StorageSettings",
+    "get_settings",
+    "parse_settings",
+    "service_settings",
+    "storage_settings",
+]
 
 STORAGE = "UPLOADSESSION_STORAGE"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
@@ -34,12 +44,19 @@ SUBSCRIPTIONS_TABLE = "subscriptions"
 DOCUMENTS_CONTAINER = "documents"
 
 
-_LAZY = ("Settings", "StorageSettings", "parse_settings", "storage_settings")
+_LAZY = (
+    "ServiceSettings",
+    "Settings",
+    "StorageSettings",
+    "parse_settings",
+    "service_settings",
+    "storage_settings",
+)
 
 
 def __getattr__(name: str) -> Any:
-    """``Settings``, ``StorageSettings``, ``parse_settings`` and ``storage_settings`` live in
-    ``uploadsession.settings`` (pydantic), imported on first use."""
+    """The settings models and their parsers live in ``uploadsession.settings`` (pydantic),
+    imported on first use."""
     if name in _LAZY:
         from uploadsession import settings
 

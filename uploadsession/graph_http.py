@@ -194,28 +194,28 @@ def _content(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("graph_create_upload_session")
 @bp.route(route=CREATE_ROUTE, methods=["POST"])
 def graph_create_upload_session(req: func.HttpRequest) -> func.HttpResponse:
-    return _respond(req, _create)
+    return _respond(req, _create, "graph_create_upload_session")
 
 
 @bp.function_name("graph_upload_range")
 @bp.route(route=UPLOAD_ROUTE, methods=["PUT"])
 def graph_upload_range(req: func.HttpRequest) -> func.HttpResponse:
-    return _respond(req, _put_range)
+    return _respond(req, _put_range, "graph_upload_range")
 
 
 @bp.function_name("graph_get_upload_status")
 @bp.route(route=UPLOAD_ROUTE, methods=["GET"])
 def graph_get_upload_status(req: func.HttpRequest) -> func.HttpResponse:
-    return _respond(req, _get_status)
+    return _respond(req, _get_status, "graph_get_upload_status")
 
 
 @bp.function_name("graph_cancel_upload")
 @bp.route(route=UPLOAD_ROUTE, methods=["DELETE"])
 def graph_cancel_upload(req: func.HttpRequest) -> func.HttpResponse:
-    return _respond(req, _cancel)
+    return _respond(req, _cancel, "graph_cancel_upload")
 
 
 @bp.function_name("get_document_content")
 @bp.route(route=CONTENT_ROUTE, methods=["GET"])
 def get_document_content(req: func.HttpRequest) -> func.HttpResponse:
-    return _respond(req, _content)
+    return _respond(req, _content, "get_document_content")

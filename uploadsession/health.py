@@ -98,4 +98,4 @@ def _health(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("health")
 @bp.route(route=HEALTH_ROUTE, methods=["GET"])
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    return _respond(req, _health)
+    return _respond(req, _health, "health")

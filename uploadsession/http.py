@@ -14,7 +14,6 @@ import binascii
 import hashlib
 import logging
 import re
-import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -65,8 +64,9 @@ def error_body(error: ApiError, request_id: str, client_request_id: str) -> byte
     return error_envelope(error.code, error.message, request_id, client_request_id)
 
 
-def _respond(req: func.HttpRequest, action: Handler) -> func.HttpResponse:
-    """Run ``action``; map every failure to the envelope; add the id headers.
+def _respond(req: func.HttpRequest, action: Handler, function: str) -> func.HttpResponse:
+    """Run ``action`` for the registered ``function``; map every failure to the envelope;
+    add the id headers.
 
     One server span and one ``uploadsession.request`` log record per request, both with the
     request-id and client-request-id (which every other record of the request carries too);
@@ -74,8 +74,6 @@ def _respond(req: func.HttpRequest, action: Handler) -> func.HttpResponse:
     """
     started = time.perf_counter()
     telemetry.configure()
-    # The registered function's name (the caller of _respond) names the span and the record.
-    function = sys._getframe(1).f_code.co_name
     request_id = str(uuid.uuid4())
     client_request_id = req.headers.get("client-request-id", "")
     if not _CLIENT_REQUEST_ID.fullmatch(client_request_id):
@@ -282,22 +280,22 @@ def _post(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("get_upload_session")
 @bp.route(route=SESSION_ROUTE, methods=["GET"])
 def get_upload_session(req: func.HttpRequest) -> func.HttpResponse:
-    return _respond(req, _get)
+    return _respond(req, _get, "get_upload_session")
 
 
 @bp.function_name("create_upload_session")
 @bp.route(route=SESSION_ROUTE, methods=["PUT"])
 def create_upload_session(req: func.HttpRequest) -> func.HttpResponse:
-    return _respond(req, _put)
+    return _respond(req, _put, "create_upload_session")
 
 
 @bp.function_name("delete_upload_session")
 @bp.route(route=SESSION_ROUTE, methods=["DELETE"])
 def delete_upload_session(req: func.HttpRequest) -> func.HttpResponse:
-    return _respond(req, _delete)
+    return _respond(req, _delete, "delete_upload_session")
 
 
 @bp.function_name("upload_segment")
 @bp.route(route=VALUE_ROUTE, methods=["POST"])
 def upload_segment(req: func.HttpRequest) -> func.HttpResponse:
-    return _respond(req, _post)
+    return _respond(req, _post, "upload_segment")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from uploadsession.auth import TokenValidator
-    from uploadsession.config import Settings
+    from uploadsession.config import ServiceSettings, Settings
     from uploadsession.service import UploadSessionService
 
 
@@ -28,11 +28,19 @@ _lock = threading.Lock()
 _runtime: Runtime | None = None
 
 
+def build_service(settings: ServiceSettings) -> UploadSessionService:
+    """The service over the configured storage (the function app and the operator commands)."""
+    from uploadsession.service import UploadSessionService
+    from uploadsession.store import AzureStorage
+
+    return UploadSessionService(
+        AzureStorage(settings.storage), ttl_seconds=settings.session_ttl_seconds
+    )
+
+
 def build_runtime(settings: Settings) -> Runtime:
     from uploadsession.auth import TokenValidator
     from uploadsession.jwks import JwksCache
-    from uploadsession.service import UploadSessionService
-    from uploadsession.store import AzureStorage
 
     validator = TokenValidator(
         settings.auth_audiences,
@@ -41,11 +49,7 @@ def build_runtime(settings: Settings) -> Runtime:
         authority_host=settings.authority_host,
         v1_issuer_host=settings.v1_issuer_host,
     )
-    service = UploadSessionService(
-        AzureStorage(settings.storage),
-        ttl_seconds=settings.session_ttl_seconds,
-    )
-    return Runtime(settings, validator, service)
+    return Runtime(settings, validator, build_service(settings))
 
 
 def get_runtime() -> Runtime:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -97,10 +97,31 @@ class StorageSettings(_FromEnvironment):
         )
 
 
-class Settings(_FromEnvironment):
-    """Every setting of DESIGN §5 (and the sovereign-cloud hosts), validated."""
+def _as_integer(value: object, info: ValidationInfo, model: type[BaseModel]) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        return int(value)  # decimal digits only: "1.5", "10s", "0x10" are refused
+    except ValueError:
+        raise ValueError(f"{_setting(info, model)} must be an integer, got {value!r}") from None
+
+
+class ServiceSettings(_FromEnvironment):
+    """What the service itself needs (the function app and the operator commands alike):
+    where its state lives and how long a session lives."""
 
     storage: StorageSettings
+    session_ttl_seconds: int = Field(86400, validation_alias="UPLOAD_SESSION_TTL_SECONDS", ge=1)
+
+    @field_validator("session_ttl_seconds", mode="before")
+    @classmethod
+    def _integer(cls, value: object, info: ValidationInfo) -> object:
+        return _as_integer(value, info, cls)
+
+
+class Settings(ServiceSettings):
+    """Every setting of DESIGN §5 (and the sovereign-cloud hosts), validated."""
+
     auth_audiences: tuple[str, ...] = Field(validation_alias="AUTH_AUDIENCES")
     #: The cloud's login endpoint (v2 issuer ``{authority}/{tid}/v2.0``) and v1 token issuer.
     authority_host: str = Field(DEFAULT_AUTHORITY_HOST, validation_alias="AUTH_AUTHORITY_HOST")
@@ -108,7 +129,6 @@ class Settings(_FromEnvironment):
     #: Default: ``{authority_host}/common/discovery/v2.0/keys``.
     jwks_uri: str = Field(DEFAULT_JWKS_URI, validation_alias="AUTH_JWKS_URI")
     clock_skew_seconds: int = Field(300, validation_alias="AUTH_CLOCK_SKEW_SECONDS", ge=0)
-    session_ttl_seconds: int = Field(86400, validation_alias="UPLOAD_SESSION_TTL_SECONDS", ge=1)
     max_document_bytes: int = Field(1073741824, validation_alias="MAX_DOCUMENT_BYTES", ge=1)
     #: Blob Storage refuses blocks over 4000 MiB; segments are held in memory, so far less.
     max_segment_bytes: int = Field(
@@ -160,12 +180,7 @@ class Settings(_FromEnvironment):
     )
     @classmethod
     def _integer(cls, value: object, info: ValidationInfo) -> object:
-        if not isinstance(value, str):
-            return value
-        try:
-            return int(value)  # decimal digits only: "1.5", "10s", "0x10" are refused
-        except ValueError:
-            raise ValueError(f"{_setting(info, cls)} must be an integer, got {value!r}") from None
+        return _as_integer(value, info, cls)
 
 
 def _config_error(error: ValidationError, model: type[BaseModel]) -> ConfigError:
@@ -183,6 +198,7 @@ def _config_error(error: ValidationError, model: type[BaseModel]) -> ConfigError
     return ConfigError(f"{name or model.__name__} is invalid: {first['msg']}")
 
 
+_Parsed = TypeVar("_Parsed", bound=ServiceSettings)
 _STORAGE_NAMES = (STORAGE, _TABLE_URI, _BLOB_URI, _CLIENT_ID)
 
 
@@ -200,17 +216,25 @@ def storage_settings(env: Mapping[str, str] | None = None) -> StorageSettings:
         raise _config_error(exc, StorageSettings) from None
 
 
-def parse_settings(env: Mapping[str, str]) -> Settings:
-    """Validate ``env`` into :class:`Settings`; raise :class:`ConfigError` naming the setting."""
+def _parse(model: type[_Parsed], env: Mapping[str, str], defaults: Mapping[str, str]) -> _Parsed:
     storage = storage_settings(env)
     names = [
         f.validation_alias
-        for f in Settings.model_fields.values()
+        for f in model.model_fields.values()
         if isinstance(f.validation_alias, str)
     ]
-    values: dict[str, Any] = {"storage": storage, **_present(env, names)}
-    values.setdefault("AUTH_AUDIENCES", "")
+    values: dict[str, Any] = {**defaults, "storage": storage, **_present(env, names)}
     try:
-        return Settings.model_validate(values)
+        return model.model_validate(values)
     except ValidationError as exc:
-        raise _config_error(exc, Settings) from None
+        raise _config_error(exc, model) from None
+
+
+def service_settings(env: Mapping[str, str] | None = None) -> ServiceSettings:
+    """The service's part alone (the operator commands need no auth settings)."""
+    return _parse(ServiceSettings, os.environ if env is None else env, {})
+
+
+def parse_settings(env: Mapping[str, str]) -> Settings:
+    """Validate ``env`` into :class:`Settings`; raise :class:`ConfigError` naming the setting."""
+    return _parse(Settings, env, {"AUTH_AUDIENCES": ""})

@@ -204,3 +204,23 @@ def test_the_purge_schedule_defaults_to_every_five_minutes(
     assert purge_schedule() == "0 */5 * * * *"
     monkeypatch.setenv("PURGE_SCHEDULE", "0 0 * * * *")
     assert purge_schedule() == "0 0 * * * *"
+
+
+def test_the_service_settings_need_no_auth_setting_and_read_the_ttl() -> None:
+    """The operator commands build the service as the app does: the configured TTL, no
+    AUTH_AUDIENCES needed."""
+    env = {STORAGE: "UseDevelopmentStorage=true", "UPLOAD_SESSION_TTL_SECONDS": "600"}
+    settings = config.service_settings(env)
+    assert settings.session_ttl_seconds == 600
+    assert settings.storage.connection_string == "UseDevelopmentStorage=true"
+    assert config.service_settings({STORAGE: "UseDevelopmentStorage=true"}).session_ttl_seconds == (
+        parse_settings(BASE).session_ttl_seconds
+    )
+
+
+@pytest.mark.parametrize("value", ["abc", "0"])
+def test_the_service_settings_refuse_a_bad_ttl_by_name(value: str) -> None:
+    with pytest.raises(ConfigError, match="UPLOAD_SESSION_TTL_SECONDS"):
+        config.service_settings(
+            {STORAGE: "UseDevelopmentStorage=true", "UPLOAD_SESSION_TTL_SECONDS": value}
+        )

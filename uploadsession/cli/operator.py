@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 
 
 def _service() -> UploadSessionService:
-    """The service over the configured storage; operator commands need no TTL of their own."""
-    from uploadsession.config import storage_settings
-    from uploadsession.service import UploadSessionService
-    from uploadsession.store import AzureStorage
+    """The service as the function app builds it, from the service's settings in the
+    environment (storage and session TTL; no auth settings needed)."""
+    from uploadsession.config import service_settings
+    from uploadsession.runtime import build_service
 
-    return UploadSessionService(AzureStorage(storage_settings()), ttl_seconds=1)
+    return build_service(service_settings())
 
 
 def cmd_subscription(args: argparse.Namespace) -> int:
