@@ -11,7 +11,9 @@ contract the integration tests check against Azurite:
   id as Blob Storage's "Latest" does (uncommitted first, then committed), raises
   :class:`MissingBlocks` when one is neither, and discards every other uncommitted block; a blob
   with only uncommitted blocks does not exist (``document_exists`` is False);
-  ``discard_staged`` never touches a committed document.
+  ``fence`` puts a session's placeholder (a 0-byte committed blob, never a document), and
+  ``commit`` / ``discard_staged`` are conditional on its ETag as in Azure; ``discard_staged``
+  never touches a committed document.
 
 Fault injection: :meth:`InMemoryStorage.fail` queues an exception for the next call(s) of one
 operation, and ``before`` (if set) is called with the operation's name before every
@@ -54,6 +56,8 @@ class _Blob:
     uncommitted: dict[str, bytes] = field(default_factory=dict)
     committed: Document | None = None
     committed_blocks: dict[str, bytes] = field(default_factory=dict)
+    #: A session's placeholder (a committed 0-byte blob): (session id, ETag).
+    placeholder: tuple[str, str] | None = None
 
 
 class InMemoryStorage:
@@ -175,8 +179,28 @@ class InMemoryStorage:
                 raise ValueError("all block ids of one blob must have the same length")
             blob.uncommitted[block_id] = bytes(data)
 
+    def fence(self, key: DocumentKey, session_id: str) -> str:
+        self._enter("fence")
+        with self._lock:
+            blob = self._blobs.setdefault(key.blob_name, _Blob())
+            if blob.committed is not None:
+                raise ForeignDocument(key.blob_name)
+            if blob.placeholder is not None and blob.placeholder[0] != session_id:
+                holder = self._sessions.get((document_partition(key), SESSION_ROW))
+                if holder is None or holder.id != session_id:
+                    raise ConcurrencyConflict("another session holds the document")
+                blob.placeholder = None  # the stale placeholder is deleted
+            if blob.placeholder is None:
+                blob.uncommitted = {}  # an empty Put Block List drops uncommitted blocks
+                blob.placeholder = (session_id, f"blob-{next(self._etags)}")
+            return blob.placeholder[1]
+
     def commit(
-        self, key: DocumentKey, block_ids: Sequence[str], document: CommittedDocument
+        self,
+        key: DocumentKey,
+        block_ids: Sequence[str],
+        document: CommittedDocument,
+        fence: str | None,
     ) -> None:
         self._enter("commit")
         content_type = document.content_type
@@ -186,10 +210,14 @@ class InMemoryStorage:
                 raise ValueError(f"blob metadata must be ASCII name/value pairs: {name!r}")
         with self._lock:
             blob = self._blobs.setdefault(key.blob_name, _Blob())
-            if blob.committed is not None:  # If-None-Match: *, as AzureStorage.commit
+            if blob.committed is not None:  # as AzureStorage.commit
                 if blob.committed.metadata.get("sessionid") == metadata.get("sessionid"):
                     return  # this session's own earlier commit
                 raise ForeignDocument(key.blob_name)
+            if fence is not None and blob.placeholder is None:
+                raise MissingBlocks(key.blob_name)  # the blocks went with the placeholder
+            if fence is not None and blob.placeholder is not None and blob.placeholder[1] != fence:
+                raise ConcurrencyConflict("another session holds the document")
             blocks: dict[str, bytes] = {}
             for block_id in block_ids:
                 if block_id in blob.uncommitted:
@@ -206,6 +234,7 @@ class InMemoryStorage:
             )
             blob.committed_blocks = blocks
             blob.uncommitted = {}
+            blob.placeholder = None
 
     def staged_block_ids(self, key: DocumentKey) -> set[str]:
         self._enter("staged_block_ids")
@@ -221,12 +250,14 @@ class InMemoryStorage:
             blob = self._blobs.get(key.blob_name)
             return blob is not None and blob.committed is not None
 
-    def discard_staged(self, key: DocumentKey) -> None:
+    def discard_staged(self, key: DocumentKey, session_id: str, fence: str | None = None) -> None:
         self._enter("discard_staged")
         with self._lock:
             blob = self._blobs.get(key.blob_name)
             if blob is None or blob.committed is not None:
                 return  # nothing staged, or a committed document: keep it
+            if fence is not None and blob.placeholder is not None and blob.placeholder[1] != fence:
+                return  # another session's placeholder (If-Match fails): not ours to drop
             del self._blobs[key.blob_name]
 
     # -- Graph protocol ------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Blob metadata is ASCII names and values, so the document name is percent-encoded. Readers of
 the container see ``documentname``, ``sessionid``, ``createdbyapp``, ``createdbyuser`` and
-``crc64nvme`` (16 hex digits). No storage SDK here: the in-memory test store shares it.
+``crc64nvme`` (16 hex digits); a live session's 0-byte placeholder carries only
+``pendingsession``. No storage SDK here: the in-memory test store shares it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from collections.abc import Mapping
 from urllib.parse import quote, unquote
 
 from uploadsession.ports import CommittedDocument
+
+#: The metadata of a session's placeholder (a 0-byte blob committed at create, never a
+#: document): the id of the session that reserved the location.
+PENDING_SESSION = "pendingsession"
 
 
 def document_metadata(document: CommittedDocument) -> dict[str, str]:

@@ -221,7 +221,7 @@ class GraphProtocol:
             if session.status != COMMITTED:
                 raise missing
         else:
-            document = self.store.committed_document(key)  # None for a discard marker too
+            document = self.store.committed_document(key)  # None for a placeholder too
             if document is None:
                 raise missing
             if not may_see(principal, Operation.READ, document.app_id, document.user_id):

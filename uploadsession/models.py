@@ -171,6 +171,9 @@ class Session:
     upload_token_hash: bytes | None = None
     #: The document's CRC-64/NVME as declared by the creator (None: not declared).
     checksum: int | None = None
+    #: The ETag of the session's placeholder blob (docs/architecture.md "Placeholder"), once
+    #: put; the session's commit and discard are conditional on it.
+    fence: str | None = field(default=None, compare=False)
 
     @property
     def received(self) -> list[Range]:

@@ -71,15 +71,22 @@ class SessionStore(Protocol):
 
 
 class DocumentStore(Protocol):
-    """Bytes of documents: staged blocks, then one commit."""
+    """Bytes of documents: a placeholder (``fence``), staged blocks, then one commit."""
 
+    def fence(self, key: DocumentKey, session_id: str) -> str: ...
     def stage(self, key: DocumentKey, block_id: str, data: bytes | memoryview) -> None: ...
     def commit(
-        self, key: DocumentKey, block_ids: Sequence[str], document: CommittedDocument
+        self,
+        key: DocumentKey,
+        block_ids: Sequence[str],
+        document: CommittedDocument,
+        fence: str | None,
     ) -> None: ...
     def staged_block_ids(self, key: DocumentKey) -> set[str]: ...
     def document_exists(self, key: DocumentKey) -> bool: ...
-    def discard_staged(self, key: DocumentKey) -> None: ...
+    def discard_staged(
+        self, key: DocumentKey, session_id: str, fence: str | None = None
+    ) -> None: ...
 
 
 class Storage(SessionStore, DocumentStore, Protocol):

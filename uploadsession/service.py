@@ -22,6 +22,7 @@ which sees an identical segment and commits. If a commit finds recorded blocks m
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -216,8 +217,8 @@ class UploadSessionService:
                     and existing.same_request(request)
                 ):
                     if existing.complete:  # an identical retry finishes a commit left undone
-                        existing = self._commit(existing)
-                    return existing
+                        return self._commit(existing)
+                    return self._fence(existing)  # and a placeholder a failure left unput
                 if existing.status == COMMITTED:
                     raise Conflict("The document has already been uploaded")
                 raise Conflict("An upload session already exists for this document")
@@ -245,7 +246,13 @@ class UploadSessionService:
             except EntityExists:
                 raise ConcurrencyConflict("another create won") from None
             telemetry.count(telemetry.SESSIONS_CREATED)
-            return created
+            try:
+                return self._fence(created)
+            except Conflict:
+                # committed by someone else after the check above: this session cannot be
+                with contextlib.suppress(ConcurrencyConflict):
+                    self.store.delete_session(created)
+                raise
 
         return self.retry_conflicts(attempt)
 
@@ -264,6 +271,10 @@ class UploadSessionService:
                 if session.complete and session.status != COMMITTED:
                     session = self._commit(session)
                 return UploadResult(session, session.complete)
+            if session.fence is None and not session.segments:
+                # its create failed before the placeholder was put (a session with segments
+                # and none was staged before placeholders existed: it commits as it began)
+                session = self._fence(session)
             self.store.stage(key, segment.block_id, upload.data)
             changed = False
 
@@ -351,6 +362,33 @@ class UploadSessionService:
                 "If-Match must be the session id, the session's current ETag, or *"
             )
 
+    def _fence(self, session: Session) -> Session:
+        """``session`` with its placeholder put and its ETag recorded (docs/architecture.md
+        "Placeholder"), before any of its blocks is staged: from then on no blob write of an
+        earlier session of the document can take effect. Repeatable."""
+        if session.fence is not None:
+            return session
+        try:
+            fence = self.store.fence(session.key, session.id)
+        except ForeignDocument:
+            raise Conflict("The document has already been uploaded") from None
+        current = session
+
+        def mark() -> Session:
+            nonlocal current
+            if current.fence is not None:
+                return current
+            try:
+                return self.store.replace_session(replace(current, fence=fence))
+            except ConcurrencyConflict:
+                fresh = self.store.get_session(current.key)
+                if fresh is None or fresh.id != current.id or fresh.status == DISCARDING:
+                    raise ItemNotFound("The upload session does not exist or has expired") from None
+                current = fresh
+                raise
+
+        return self.retry_conflicts(mark)
+
     def _commit(self, session: Session) -> Session:
         """Commit the recorded segments as the document and mark the session committed.
 
@@ -367,8 +405,8 @@ class UploadSessionService:
         )
         self.recorder.forget(session.key)
         try:
-            self.store.commit(  # If-None-Match: *; our own earlier commit counts as success
-                session.key, [s.block_id for s in session.segments], document
+            self.store.commit(  # If-Match the placeholder; our own earlier commit is success
+                session.key, [s.block_id for s in session.segments], document, session.fence
             )
         except MissingBlocks:
             log.warning("recorded blocks missing at commit; asking the client again")
@@ -402,8 +440,8 @@ class UploadSessionService:
         def forget() -> Session:
             nonlocal current
             kept = tuple(s for s in current.segments if s.block_id in present)
-            try:
-                return self.store.replace_session(replace(current, segments=kept))
+            try:  # and the placeholder is looked up again (its blocks may have gone with it)
+                return self.store.replace_session(replace(current, segments=kept, fence=None))
             except ConcurrencyConflict:
                 fresh = self.store.get_session(current.key)
                 if fresh is None or fresh.id != current.id or fresh.status != ACTIVE:
@@ -432,7 +470,7 @@ class UploadSessionService:
                     replace(session, status=DISCARDING, expires=min(session.expires, now))
                 )
             if session.status == DISCARDING:
-                self.store.discard_staged(session.key)
+                self.store.discard_staged(session.key, session.id, session.fence)
                 outcome = "discarded"
             self.store.delete_session(session)
         except ConcurrencyConflict:

@@ -57,7 +57,11 @@ from uploadsession.config import (
     SUBSCRIPTIONS_TABLE,
     StorageSettings,
 )
-from uploadsession.document_metadata import document_metadata, parse_document_metadata
+from uploadsession.document_metadata import (
+    PENDING_SESSION,
+    document_metadata,
+    parse_document_metadata,
+)
 from uploadsession.errors import (
     ApiError,
     ConcurrencyConflict,
@@ -245,6 +249,8 @@ def session_to_entity(session: Session) -> dict[str, Any]:
         entity["UploadTokenHash"] = session.upload_token_hash  # the hash only, never the token
     if session.checksum is not None:
         entity["Checksum"] = f"{session.checksum:016x}"
+    if session.fence is not None:
+        entity["FenceETag"] = session.fence
     records = [_RECORD.pack(s.start, s.length, s.md5) for s in session.segments]
     for n, i in enumerate(range(0, len(records), _RECORDS_PER_CHUNK)):
         entity[f"{_CHUNK_PREFIX}{n}"] = b"".join(records[i : i + _RECORDS_PER_CHUNK])
@@ -294,6 +300,7 @@ def entity_to_session(entity: Any) -> Session:
         storage_etag=entity.metadata["etag"] if hasattr(entity, "metadata") else None,
         upload_token_hash=_bytes_or_none(entity.get("UploadTokenHash")),
         checksum=None if checksum is None else int(str(checksum), 16),
+        fence=entity.get("FenceETag"),
     )
 
 
@@ -600,46 +607,102 @@ class AzureStorage:
             lambda: blob.stage_block(block_id, data, length=len(data)), "staging a segment"
         )
 
-    def commit(
-        self, key: DocumentKey, block_ids: Sequence[str], document: CommittedDocument
-    ) -> None:
-        """Put Block List with ``If-None-Match: *``: exactly one commit of a document can
-        succeed. ``document`` is written as the blob's metadata (:func:`document_metadata`).
-        If the blob exists already with this ``sessionid``, that is this session's own earlier
-        commit (success); a discard marker (0 bytes) is removed and the commit tried once more;
-        any other document raises :class:`ForeignDocument`."""
+    def fence(self, key: DocumentKey, session_id: str) -> str:
+        """Put the session's placeholder — a committed 0-byte blob with metadata
+        ``pendingsession`` (an empty Put Block List with ``If-None-Match: *``, which also drops
+        uncommitted blocks left there) — and return its ETag. Every later blob write of the
+        session (commit, discard) is conditional on it, so a request of an earlier session
+        that storage applies late finds another ETag and changes nothing.
+
+        Another 0-byte blob there is a stale placeholder (or an old discard marker) if the
+        document's session row is still this session's: it is removed (If-Match its ETag);
+        otherwise :class:`ConcurrencyConflict`. A committed document raises
+        :class:`ForeignDocument`. Repeatable: the session's own placeholder is found."""
         blob = self._blob(key)
-        metadata = document_metadata(document)
-        content_type = document.content_type
-        with translate_azure_errors("committing a document"):
-            for _ in range(2):
+        with translate_azure_errors("reserving the document's location"):
+            for _ in range(3):
                 try:
-                    blob.commit_block_list(
-                        [BlobBlock(block_id) for block_id in block_ids],
-                        content_settings=ContentSettings(content_type=content_type),
-                        metadata=metadata,
-                        match_condition=MatchConditions.IfMissing,
+                    result = blob.commit_block_list(
+                        [], metadata={PENDING_SESSION: session_id}, **_IF_MISSING
                     )
-                    return
+                    return str(result["etag"])
                 except HttpResponseError as exc:
-                    if _has_error_code(exc, "InvalidBlockList"):
-                        raise MissingBlocks(key.blob_name) from exc
+                    if _has_error_code(exc, "ContainerNotFound"):
+                        _create(self._get_clients().documents.create_container)
+                        continue
                     if exc.status_code not in (409, 412):  # BlobAlreadyExists / ConditionNotMet
                         raise
                 try:
                     properties = blob.get_blob_properties()
                 except ResourceNotFoundError:
-                    continue  # a marker deleted meanwhile: try again
+                    continue  # removed meanwhile: try again
+                if (properties.metadata or {}).get(PENDING_SESSION) == session_id:
+                    return str(properties.etag)
+                if properties.size > 0:
+                    raise ForeignDocument(key.blob_name)
+                self._remove_stale(blob, key, session_id, properties)
+            raise ServiceUnavailable("The document is busy; try again", retry_after=1)
+
+    def _remove_stale(self, blob: Any, key: DocumentKey, session_id: str, properties: Any) -> None:
+        """Remove another session's 0-byte blob — only while ``session_id`` still holds the
+        document's session row: a caller that read its row long ago must not remove the
+        placeholder of the session that replaced it (ConcurrencyConflict)."""
+        holder = self.get_session(key)
+        if holder is None or holder.id != session_id:
+            raise ConcurrencyConflict("another session holds the document")
+        with suppress(ResourceNotFoundError, ResourceModifiedError):
+            blob.delete_blob(etag=properties.etag, match_condition=MatchConditions.IfNotModified)
+
+    def commit(
+        self,
+        key: DocumentKey,
+        block_ids: Sequence[str],
+        document: CommittedDocument,
+        fence: str | None,
+    ) -> None:
+        """Put Block List over the session's placeholder, ``If-Match`` its ETag ``fence``
+        (``If-None-Match: *`` for a session staged before placeholders existed): exactly one
+        commit of a document can succeed, and a commit of an earlier session that storage
+        applies late changes nothing. ``document`` is written as the blob's metadata
+        (:func:`document_metadata`). A blob already committed with this ``sessionid`` is this
+        session's own earlier commit (success); another document raises
+        :class:`ForeignDocument`; no blob where the placeholder was means the staged blocks
+        went with it (:class:`MissingBlocks`)."""
+        blob = self._blob(key)
+        metadata = document_metadata(document)
+        session_id = document.session_id
+        condition = _IF_MISSING if fence is None else _if_match(fence)
+        with translate_azure_errors("committing a document"):
+            for _ in range(3):
+                try:
+                    blob.commit_block_list(
+                        [BlobBlock(block_id) for block_id in block_ids],
+                        content_settings=ContentSettings(content_type=document.content_type),
+                        metadata=metadata,
+                        **condition,
+                    )
+                    return
+                except HttpResponseError as exc:
+                    if _has_error_code(exc, "InvalidBlockList"):
+                        raise MissingBlocks(key.blob_name) from exc
+                    if exc.status_code not in (404, 409, 412):  # ConditionNotMet, no blob
+                        raise
+                try:
+                    properties = blob.get_blob_properties()
+                except ResourceNotFoundError as exc:
+                    if fence is None:
+                        continue
+                    raise MissingBlocks(key.blob_name) from exc
                 existing = dict(properties.metadata or {})
-                if existing.get("sessionid") == metadata.get("sessionid"):
+                if existing.get("sessionid") == session_id:
                     return  # our own earlier (or concurrent) commit
-                if properties.size == 0:
-                    with suppress(ResourceNotFoundError):
-                        blob.delete_blob(
-                            etag=properties.etag, match_condition=MatchConditions.IfNotModified
-                        )
+                if properties.size > 0:
+                    raise ForeignDocument(key.blob_name)
+                if existing.get(PENDING_SESSION) == session_id:
+                    condition = _if_match(properties.etag)  # our placeholder, another ETag
                     continue
-                raise ForeignDocument(key.blob_name)
+                self._remove_stale(blob, key, session_id, properties)
+                condition = _IF_MISSING
             raise ServiceUnavailable("The document is busy; try again", retry_after=1)
 
     def staged_block_ids(self, key: DocumentKey) -> set[str]:
@@ -653,52 +716,35 @@ class AzureStorage:
 
     def document_exists(self, key: DocumentKey) -> bool:
         """Whether a document is committed there. A 0-byte blob is never a document (a
-        session's size is at least 1) but a discard marker a failed discard left: it counts as
-        absent and is removed (If-Match its ETag), so the next commit can succeed."""
+        session's size is at least 1) but a placeholder — of the live session, or stale — and
+        counts as absent; the next session's :meth:`fence` removes a stale one."""
         blob = self._blob(key)
         with translate_azure_errors("checking a document"):
             try:
                 properties = blob.get_blob_properties()
             except ResourceNotFoundError:
                 return False
-            if properties.size > 0:
-                return True
-            with suppress(ResourceNotFoundError, ResourceModifiedError):
-                blob.delete_blob(
-                    etag=properties.etag, match_condition=MatchConditions.IfNotModified
-                )
-            return False
+            return bool(properties.size > 0)
 
-    def discard_staged(self, key: DocumentKey) -> None:
-        """Drop uncommitted blocks; a committed document is never touched.
+    def discard_staged(self, key: DocumentKey, session_id: str, fence: str | None = None) -> None:
+        """Drop the session's staged blocks; a committed document is never touched.
 
-        Blob Storage discards uncommitted blocks on any Put Block List, so commit an empty
-        list *only if no blob exists* (If-None-Match: *) — a 0-byte discard marker — then
-        delete that marker. A marker an earlier, interrupted discard left is deleted too.
-        Idempotent: every step may be repeated after a failure or a crash.
+        Deleting the session's placeholder (``If-Match`` its ETag ``fence``) deletes its
+        uncommitted blocks with it. A session without a placeholder gets one first
+        (:meth:`fence`), so the delete is conditional all the same. A placeholder already gone,
+        or replaced by another (a newer session's), is left alone. Repeatable.
         """
-
         blob = self._blob(key)
-        with translate_azure_errors("discarding staged segments"):
+        if fence is None:
             try:
-                result = blob.commit_block_list(
-                    [], metadata={"discardmarker": "1"}, match_condition=MatchConditions.IfMissing
-                )
-                etag = result["etag"]
-            except ResourceNotFoundError:
-                return  # no container at all: nothing was ever staged
-            except HttpResponseError as exc:
-                if exc.status_code not in (409, 412):  # BlobAlreadyExists / ConditionNotMet
-                    raise
-                try:
-                    properties = blob.get_blob_properties()
-                except ResourceNotFoundError:
-                    return  # deleted meanwhile
-                if properties.size > 0:
-                    return  # a committed document: keep it
-                etag = properties.etag
-            with suppress(ResourceNotFoundError, ResourceModifiedError):
-                blob.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+                fence = self.fence(key, session_id)
+            except ForeignDocument:
+                return  # a committed document: keep it
+        with (
+            translate_azure_errors("discarding staged segments"),
+            suppress(ResourceNotFoundError, ResourceModifiedError),
+        ):
+            blob.delete_blob(etag=fence, match_condition=MatchConditions.IfNotModified)
 
     # -- Graph protocol ------------------------------------------------------------------
 
@@ -715,7 +761,7 @@ class AzureStorage:
 
     def committed_document(self, key: DocumentKey) -> CommittedDocument | None:
         """What the committed document at ``key`` records, or None when there is no document
-        (nothing committed, or a blob this service did not commit, such as a discard marker)."""
+        (nothing committed, or a blob this service did not commit, such as a placeholder)."""
         return _committed_document(self, key)
 
     def read_range(self, key: DocumentKey, start: int, length: int) -> bytes | None:
@@ -822,6 +868,13 @@ def _proxy_or_netrc_applies(urls: Sequence[str]) -> bool:
         requests.utils.get_environ_proxies(url) or requests.utils.get_netrc_auth(url)
         for url in urls
     )
+
+
+_IF_MISSING: dict[str, Any] = {"match_condition": MatchConditions.IfMissing}
+
+
+def _if_match(etag: str) -> dict[str, Any]:
+    return {"etag": etag, "match_condition": MatchConditions.IfNotModified}
 
 
 def _with_etag(session: Session, meta: Any) -> Session:

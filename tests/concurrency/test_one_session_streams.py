@@ -53,15 +53,13 @@ def document_id(url: str) -> str:
 
 
 def commits(proxy: FaultProxy, url: str) -> int:
-    """Put Block List requests for the document (a discard marker would be one too)."""
+    """Put Block List requests for the document that list blocks (the session's placeholder
+    is an empty one)."""
     doc = document_id(url)
     return sum(
         1
-        for role, method, target in list(proxy.log)
-        if role == "blob"
-        and method == "PUT"
-        and "comp=blocklist" in target
-        and doc in unquote(target).lower()
+        for target, lists_blocks in list(proxy.block_lists)
+        if lists_blocks and doc in unquote(target).lower()
     )
 
 

@@ -63,13 +63,16 @@ class Api:
             "/uploadSession"
         )
 
-    def document_bytes(self, url: str, tenant: str = TENANT) -> tuple[bytes, str]:
+    def document_blob(self, url: str, tenant: str = TENANT) -> Any:
+        """The blob client of the document of the session at ``url``."""
         parts = url.split("/")
         printer, job, document = parts[-6], parts[-4], parts[-2]
-        blob = self.storage._get_clients().documents.get_blob_client(
+        return self.storage._get_clients().documents.get_blob_client(
             f"{tenant}/{printer.lower()}/{job}/{document.lower()}"
         )
-        download = blob.download_blob()
+
+    def document_bytes(self, url: str, tenant: str = TENANT) -> tuple[bytes, str]:
+        download = self.document_blob(url, tenant).download_blob()
         return download.readall(), download.properties.content_settings.content_type
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 Predicate = Callable[[str, str, bytes], bool]  # method, target (path?query), body
@@ -42,6 +43,8 @@ class FaultProxy:
     ports: dict[str, int] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
     log: list[tuple[str, str, str]] = field(default_factory=list)
+    #: every Put Block List: (target, whether it lists blocks — a commit, not a placeholder)
+    block_lists: list[tuple[str, bool]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _released: threading.Event = field(default_factory=threading.Event)
     _sockets: list[socket.socket] = field(default_factory=list)
@@ -124,6 +127,8 @@ class FaultProxy:
             rule = self._rule_for(role, method, target, body)
             with self._lock:
                 self.log.append((role, method, target))
+                if "comp=blocklist" in target and method == "PUT":
+                    self.block_lists.append((target, b"<Latest>" in body))
             if self.hold_all or (rule is not None and rule.action == "hold"):
                 self._released.wait(60)
             action = rule.action if rule is not None else "forward"
@@ -143,7 +148,8 @@ class FaultProxy:
             elif action != "drop":
                 reply = _forward(port, lines, body)
                 if action != "lose_reply":
-                    conn.sendall(reply)
+                    with suppress(OSError):  # a caller that gave up (a held request) is gone
+                        conn.sendall(reply)
             if rule is not None and rule.then is not None:
                 rule.then()
         except OSError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -32,10 +33,6 @@ HALF = SIZE // 2
 
 def is_commit(_m: str, target: str, body: bytes) -> bool:
     return "comp=blocklist" in target and b"<Latest>" in body
-
-
-def is_marker(_m: str, target: str, body: bytes) -> bool:
-    return "comp=blocklist" in target and b"<Latest>" not in body
 
 
 def is_any(_m: str, _t: str, _b: bytes) -> bool:
@@ -155,8 +152,7 @@ def test_the_purge_commits_a_complete_session_whose_commit_failed(
 # storage steps of a cancel: (role, method, predicate)
 CANCEL_STEPS: dict[str, tuple[str, str, Callable[[str, str, bytes], bool]]] = {
     "row-to-discarding": ("table", "PUT", is_entity),
-    "marker-commit": ("blob", "PUT", is_marker),
-    "marker-delete": ("blob", "DELETE", is_any),
+    "placeholder-delete": ("blob", "DELETE", is_any),
     "row-delete": ("table", "DELETE", is_entity),
 }
 CANCEL_FAULTS = ["fail503", "fail500", "lose_reply", "kill"]
@@ -206,7 +202,7 @@ def test_a_cancel_interrupted_at_any_step_leaves_nothing_and_the_document_can_st
         assert again.status_code == 200, again.text
 
 
-@pytest.mark.parametrize("step", ["row-to-discarding", "marker-commit", "marker-delete"])
+@pytest.mark.parametrize("step", ["row-to-discarding", "placeholder-delete"])
 def test_a_purge_interrupted_at_any_step_is_finished_by_the_next_purge(
     faulty_api: Api, proxy: FaultProxy, step: str
 ) -> None:
@@ -228,6 +224,68 @@ def test_a_purge_interrupted_at_any_step_is_finished_by_the_next_purge(
             headers=faulty_api.headers(),
         )
         assert again.status_code == 200, again.text
+
+
+def is_placeholder_put(_m: str, target: str, body: bytes) -> bool:
+    return "comp=blocklist" in target and b"<Latest>" not in body
+
+
+def is_blob_write(_m: str, target: str, _b: bytes) -> bool:
+    return "/documents/" in target and "comp=block&" not in target
+
+
+def test_a_cancels_storage_request_applied_late_changes_nothing_of_the_next_session(
+    faulty_api: Api, proxy: FaultProxy
+) -> None:
+    """The first blob write of a cancel is held in the network; the SDK times out and retries,
+    the cancel completes, a new session of the document gets a segment acknowledged — and only
+    then does storage apply the held request. The new session's bytes must be untouched."""
+    first, second = random.randbytes(SIZE), random.randbytes(SIZE)
+    url = new_url(faulty_api)
+    applied = threading.Event()
+    with httpx.Client(timeout=60, limits=NO_KEEPALIVE) as client:
+        create_session(client, faulty_api, url, SIZE)
+        assert post(client, faulty_api, url, first, 0).status_code == 202
+        held = proxy.add(Rule("blob", "PUT|DELETE", is_blob_write, "hold", 1, applied.set))
+        cancelled = client.delete(url, headers=faulty_api.headers())
+        assert cancelled.status_code == 204, cancelled.text
+        assert held.hits == 1, "the cancel wrote no blob"
+        create_session(client, faulty_api, url, SIZE)
+        assert post(client, faulty_api, url, second, 0).status_code == 202
+        proxy.release()
+        assert applied.wait(30), "the held request never reached storage"
+        gaps = client.get(url, headers=faulty_api.headers()).json()["missingRanges"]
+        assert gaps == [{"start": str(HALF), "end": str(SIZE - 1)}]
+        last = post(client, faulty_api, url, second, HALF)
+        assert last.status_code == 201, last.text
+    assert blob_bytes(faulty_api, url) == second
+
+
+def test_a_session_whose_placeholder_a_failed_create_left_unput_is_fenced_then_cancelled(
+    faulty_api: Api, proxy: FaultProxy
+) -> None:
+    """The create fails at the placeholder (503 past the SDK's retries): the row exists
+    without one. An upload to it puts the placeholder before staging; a cancel leaves nothing."""
+    data = random.randbytes(SIZE)
+    url = new_url(faulty_api)
+    body = {"size": SIZE, "contentType": "application/pdf", "documentName": "a.pdf"}
+    with httpx.Client(timeout=30, limits=NO_KEEPALIVE) as client:
+        proxy.add(Rule("blob", "PUT", is_placeholder_put, "fail503", 3))
+        failed = client.put(url, json=body, headers=faulty_api.headers())
+        proxy.clear()
+        assert failed.status_code == 503, failed.text
+        with pytest.raises(ResourceNotFoundError):
+            faulty_api.document_blob(url).get_blob_properties()
+        assert post(client, faulty_api, url, data, 0).status_code == 202
+        metadata = faulty_api.document_blob(url).get_blob_properties().metadata
+        assert "pendingsession" in metadata, metadata
+        assert client.delete(url, headers=faulty_api.headers()).status_code == 204
+        assert blob_or_none(faulty_api, url) is None
+        again = client.put(url, json=body, headers=faulty_api.headers())
+        assert again.status_code == 200, again.text
+        assert post(client, faulty_api, url, data, 0).status_code == 202
+        assert post(client, faulty_api, url, data, HALF).status_code == 201
+    assert blob_bytes(faulty_api, url) == data
 
 
 def test_black_holed_storage_answers_503_within_15_s_and_the_upload_then_completes(

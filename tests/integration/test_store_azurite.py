@@ -17,6 +17,7 @@ from uploadsession.errors import (
     ConcurrencyConflict,
     Conflict,
     EntityExists,
+    ForeignDocument,
     MissingBlocks,
     ServiceUnavailable,
 )
@@ -234,11 +235,12 @@ def test_a_fault_between_staging_and_recording_is_repaired_by_a_plain_retry(
 
 def test_commit_refuses_a_block_list_with_an_unstaged_block(storage: AzureStorage) -> None:
     key = new_key()
+    fence = storage.fence(key, "a-session")
     staged = Segment(0, 4, hashlib.md5(b"hello").digest())
     storage.stage(key, staged.block_id, b"hello")
     ghost = Segment(5, 9, hashlib.md5(b"world").digest())
     with pytest.raises(MissingBlocks):
-        storage.commit(key, [staged.block_id, ghost.block_id], document("text/plain"))
+        storage.commit(key, [staged.block_id, ghost.block_id], document("text/plain"), fence)
     assert storage.staged_block_ids(key) == {staged.block_id}
     assert storage.document_exists(key) is False
 
@@ -249,12 +251,68 @@ def test_discarding_staged_bytes_never_touches_a_committed_document(
     key = new_key()
     seg = Segment(0, 4, hashlib.md5(b"hello").digest())
     storage.stage(key, seg.block_id, b"hello")
-    storage.discard_staged(key)
+    storage.discard_staged(key, "session-a")  # no placeholder: one is put, then deleted
     assert storage.staged_block_ids(key) == set()
+    assert storage.document_exists(key) is False
+    fence = storage.fence(key, "a-session")
     storage.stage(key, seg.block_id, b"hello")
-    storage.commit(key, [seg.block_id], document("text/plain"))
-    storage.discard_staged(key)
+    storage.commit(key, [seg.block_id], document("text/plain"), fence)
+    storage.discard_staged(key, "session-a")
     assert committed_bytes(storage, key) == (b"hello", "text/plain")
+
+
+def test_a_late_write_of_an_earlier_session_cannot_touch_the_placeholder_of_the_next(
+    storage: AzureStorage,
+) -> None:
+    key = new_key()
+    old = storage.fence(key, "session-a")
+    assert storage.fence(key, "session-a") == old  # repeatable: its own placeholder is found
+    storage.discard_staged(key, "session-a", old)
+    new = storage.fence(key, "session-b")
+    assert new != old
+    seg = Segment(0, 4, hashlib.md5(b"hello").digest())
+    storage.stage(key, seg.block_id, b"hello")
+    storage.discard_staged(key, "session-a", old)  # late: If-Match the old ETag fails
+    earlier = CommittedDocument("session-a", "text/plain", "a.txt", "an-app", None)
+    with pytest.raises(ConcurrencyConflict):  # nor can a late commit of session a
+        storage.commit(key, [seg.block_id], earlier, old)
+    assert storage.staged_block_ids(key) == {seg.block_id}
+    assert storage.document_exists(key) is False  # a placeholder is no document
+    assert storage.committed_document(key) is None
+    storage.commit(key, [seg.block_id], document("text/plain"), new)
+    assert committed_bytes(storage, key) == (b"hello", "text/plain")
+    with pytest.raises(ForeignDocument):  # a committed document is never a placeholder
+        storage.fence(key, "session-c")
+
+
+def test_a_stale_placeholder_is_cleared_by_the_next_sessions_fence(storage: AzureStorage) -> None:
+    key = new_key()
+    stale = storage.fence(key, "session-a")  # session a's row is gone
+    holder = storage.insert_session(make_session(key, id="session-b"))
+    fresh = storage.fence(key, holder.id)
+    assert fresh != stale
+    blob = storage._get_clients().documents.get_blob_client(key.blob_name)
+    assert blob.get_blob_properties().metadata == {"pendingsession": "session-b"}
+    # a process that read session a's row long ago must not remove session b's placeholder
+    with pytest.raises(ConcurrencyConflict):
+        storage.fence(key, "session-a")
+    assert blob.get_blob_properties().etag == fresh
+
+
+def test_a_session_staged_without_a_placeholder_commits_if_none_match(
+    storage: AzureStorage,
+) -> None:
+    """A session staged before placeholders existed commits as it began; a placeholder put
+    where blocks were staged drops them (what a discard relies on)."""
+    key = new_key()
+    seg = Segment(0, 4, hashlib.md5(b"hello").digest())
+    storage.stage(key, seg.block_id, b"hello")
+    storage.commit(key, [seg.block_id], document("text/plain"), None)
+    assert committed_bytes(storage, key) == (b"hello", "text/plain")
+    other = new_key()
+    storage.stage(other, seg.block_id, b"hello")
+    storage.fence(other, "b-session")
+    assert storage.staged_block_ids(other) == set()
 
 
 def test_only_expired_sessions_are_listed_for_purging(storage: AzureStorage) -> None:

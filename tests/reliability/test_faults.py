@@ -274,8 +274,9 @@ def test_every_storage_call_gives_up_within_seconds_when_storage_is_down() -> No
         "read a session": lambda: storage.get_session(key),
         "stage a segment": lambda: storage.stage(key, "0" * 56, b"abc"),
         "check a document": lambda: storage.document_exists(key),
+        "reserve a document": lambda: storage.fence(key, "s"),
         "commit": lambda: storage.commit(
-            key, ["0" * 56], CommittedDocument("s", "a/b", "a.txt", "app", None)
+            key, ["0" * 56], CommittedDocument("s", "a/b", "a.txt", "app", None), '"0x1"'
         ),
     }
     for what, call in calls.items():

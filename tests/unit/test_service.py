@@ -205,11 +205,15 @@ def test_repeating_a_create_returns_the_same_session(
     service: UploadSessionService, store: InMemoryStorage, clock: Clock
 ) -> None:
     first = service.create(ALICE_RW, KEY, request())
+    # one insert, then the placeholder's ETag recorded on the row
+    assert store.calls["insert_session"] == 1 and store.calls["replace_session"] == 1
+    assert first.fence is not None
     clock.advance(5)
     again = service.create(ALICE_RW, KEY, request())
     assert again.id == first.id
-    assert again == first
-    assert store.calls["insert_session"] == 1 and store.calls["replace_session"] == 0
+    assert again == first and again.fence == first.fence
+    assert store.calls["insert_session"] == 1 and store.calls["replace_session"] == 1
+    assert store.calls["fence"] == 1
 
 
 @pytest.mark.parametrize(
