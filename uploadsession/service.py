@@ -2,6 +2,9 @@
 
 Upload protocol (why a 2xx means the bytes are durable, and why a crash is repairable):
 
+0. the create put the session's placeholder blob and recorded its ETag (``Session.fence``):
+   the commit and the discard are conditional on it, so no request of an earlier session of
+   the document — however late storage applies it — can drop this session's blocks;
 1. read the session (one point read) and check If-Match, size and overlap;
 2. stage the segment as a blob block whose id encodes (start, end, md5) — restaging the
    same segment rewrites the same block, so a retry is harmless;
