@@ -159,7 +159,8 @@ def steer(
     session created in this scenario, by the generated range's start modulo 4: 0 → a body
     and Content-Range that fit the session (the start modulo the size; a correct Content-MD5
     when one was generated), which is accepted, completes, or overlaps; 1 → the same with
-    the wrong total size (416); 2 → with a stale If-Match (412); 3 → as generated.
+    the wrong total size (416); 2 → with a stale If-Match (412), or none at all (428) when the
+    start modulo 8 is 6; 3 → as generated.
     """
     if case.method == "GET" and case.headers and "If-None-Match" in case.headers:
         etag = etags.get(_document_key(case))
@@ -180,8 +181,10 @@ def steer(
     data = case.body if isinstance(case.body, bytes) and case.body else b"x"
     data = data[: size - start]
     total = size + 1 if generated % 4 == 1 else size
-    if generated % 4 == 2:
+    if generated % 8 == 2:
         case.headers["If-Match"] = '"0123456789abcdef0123456789abcdef"'
+    elif generated % 8 == 6:
+        case.headers.pop("If-Match", None)
     case.body = data
     case.headers["Content-Range"] = f"bytes {start}-{start + len(data) - 1}/{total}"
     if "Content-MD5" in case.headers:
