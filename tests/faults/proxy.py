@@ -10,6 +10,7 @@ matching requests pass, and does one thing to the next ``times`` ones:
 - ``lose_reply``: forward, let storage apply it, then close without relaying the answer (the
   step happened; the caller does not know);
 - ``hold``: do not answer until :meth:`FaultProxy.release` (a black-holed endpoint);
+- ``forward``: pass it on as if no rule matched; with ``then``, an observer;
 - ``then``: an extra callback run after the action (e.g. SIGKILL the host at that moment).
 """
 

@@ -1,7 +1,7 @@
 """The purge in a process of its own, so a fault test can SIGKILL it at a chosen storage
-request: ``python -m tests.faults.purge_child <connection string> <hours>`` runs one purge with
-its clock ``hours`` past now (every session of the tables is due), through whatever endpoint
-the connection string names (the fault proxy)."""
+request: ``python -m tests.faults.purge_child <connection string>`` runs one purge with its
+clock 48 hours past now (every session of the tables is due), through whatever endpoint the
+connection string names (the fault proxy)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ def purger(connection_string: str, hours: int = 48) -> UploadSessionService:
 
 
 def main(argv: list[str]) -> int:
-    connection_string, hours = argv[0], int(argv[1])
-    print(purger(connection_string, hours).purge(), flush=True)
+    print(purger(argv[0]).purge(), flush=True)
     return 0
 
 
