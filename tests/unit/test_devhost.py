@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import hashlib
 import io
@@ -441,6 +442,35 @@ def test_shutdown_closes_idle_keep_alive_connections_promptly(log: io.StringIO) 
     finally:
         connection.close()
     host.shutdown()  # idempotent
+
+
+def test_shutdown_survives_the_loop_closing_the_trigger_before_the_wake_up_is_written(
+    log: io.StringIO,
+) -> None:
+    # The race seen in CI: the event loop, woken by a worker, runs the queued close before
+    # pull_trigger writes its byte to the (by then closed) trigger pipe.
+    host = DevHost(build_app(Recorder()), port=0, run_timers=False, log=log)
+    host.start()
+    port = int(host.url.rsplit(":", 1)[1])
+    trigger = host._server.trigger
+    real_pull = trigger._physical_pull
+
+    def loop_wins_the_race() -> None:
+        real_pull()  # wake the loop: it runs the queued close_all and closes the trigger
+        deadline = time.monotonic() + 5
+        while not trigger._closed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # the caller's own write, on the pipe closed meanwhile (not written: its number may
+        # already be reused)
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    trigger._physical_pull = loop_wins_the_race
+    host.shutdown()
+
+    assert trigger._closed
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("devhost-")]
 
 
 def test_host_that_never_started_shuts_down_cleanly() -> None:

@@ -50,6 +50,7 @@ check when no function route claims them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 import json
@@ -595,7 +596,11 @@ class DevHost:
             done.set()
 
         if started:
-            server.trigger.pull_trigger(close_all)
+            # waitress queues the thunk before it writes the wake-up byte: an event loop that
+            # is already awake (a worker's own wake-up) can run close_all, which closes the
+            # trigger, before that write, which then fails. A loop not running: see below.
+            with contextlib.suppress(OSError):
+                server.trigger.pull_trigger(close_all)
             done.wait(_SHUTDOWN_JOIN_SECONDS)
         if not done.is_set():
             close_all()
