@@ -473,6 +473,24 @@ def test_shutdown_survives_the_loop_closing_the_trigger_before_the_wake_up_is_wr
     assert not [t for t in threading.enumerate() if t.name.startswith("devhost-")]
 
 
+def test_ctrl_c_in_serve_forever_closes_the_host_at_once(log: io.StringIO) -> None:
+    host = DevHost(build_app(Recorder()), port=0, run_timers=False, log=log)
+    port = int(host.url.rsplit(":", 1)[1])
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt  # what Ctrl-C raises in the event loop
+
+    host._loop = interrupted  # type: ignore[method-assign]
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        host.serve_forever()
+
+    # not after waiting out a wake-up that the stopped event loop can no longer read (5 s)
+    assert time.perf_counter() - started < 2.5
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
 def test_host_that_never_started_shuts_down_cleanly() -> None:
     DevHost(build_app(Recorder()), port=0, log=None).shutdown()
 

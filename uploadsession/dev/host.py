@@ -537,7 +537,7 @@ class DevHost:
         try:
             self._loop()
         finally:
-            self._close()
+            self._close(loop_running=False)
 
     def shutdown(self) -> None:
         """Stop serving and the timers, close the socket and open connections. Idempotent."""
@@ -581,7 +581,7 @@ class DevHost:
                 self._threads.append(thread)
                 thread.start()
 
-    def _close(self) -> None:
+    def _close(self, *, loop_running: bool = True) -> None:
         with self._state_lock:
             if self._closed:
                 return
@@ -595,7 +595,7 @@ class DevHost:
             waitress.wasyncore.close_all(server._map)
             done.set()
 
-        if started:
+        if started and loop_running:  # else nobody would read the trigger: close here
             # waitress queues the thunk before it writes the wake-up byte: an event loop that
             # is already awake (a worker's own wake-up) can run close_all, which closes the
             # trigger, before that write, which then fails. A loop not running: see below.
