@@ -107,8 +107,9 @@ def document_of(url: str) -> str:
 
 
 def purge_in_a_child(proxy: FaultProxy, kill_on: Rule | None = None) -> int:
-    """One purge in its own process through the proxy; ``kill_on`` SIGKILLs it at that rule
-    (armed before the child has imported the storage SDK, let alone sent a request)."""
+    """One purge in its own process through the proxy; ``kill_on`` SIGKILLs it at that rule.
+    The kill is armed just after the start, long before the child has imported the storage SDK
+    and reached storage; were it ever late, the child would exit 0 and the test would say so."""
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.faults.purge_child", proxy.connection_string(AZURITE_KEY)],
         cwd=REPO,
